@@ -1,0 +1,1 @@
+"""mlplatform: an asset-based data and ML platform on Dagster."""

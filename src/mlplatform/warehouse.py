@@ -1,0 +1,140 @@
+"""DuckDB tables of the platform and the SQL that loads landing files into them.
+
+Monthly tables carry a ``partition_month`` column; every write replaces one month inside a single
+transaction, so re-running a partition never duplicates rows and a failed load leaves the table as it was.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from mlplatform.contracts import Contract
+from mlplatform.landing import LandingFileError
+from mlplatform.sql import sql_string
+
+PARTITION_COLUMN = "partition_month"
+SOURCE_COLUMN = "source_file"
+FAILED_CHECKS_COLUMN = "failed_checks"
+_READ_AS = {"TIMESTAMP": "TIMESTAMPTZ"}
+
+
+def raw_table(contract: Contract) -> str:
+    return f"raw_{contract.name}"
+
+
+def clean_table(contract: Contract) -> str:
+    return f"clean_{contract.name}"
+
+
+def quarantine_table(contract: Contract) -> str:
+    return f"{contract.name}_quarantine"
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    """Create the raw, clean and quarantine tables of a contract if they do not exist."""
+    columns = ", ".join(f'"{name}" {sql_type}' for name, sql_type in contract.sql_types.items())
+    lineage = f"{PARTITION_COLUMN} VARCHAR NOT NULL, {SOURCE_COLUMN} VARCHAR NOT NULL"
+    con.execute(f"CREATE TABLE IF NOT EXISTS {raw_table(contract)} ({columns}, {lineage})")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {clean_table(contract)} ({columns}, {lineage})")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {quarantine_table(contract)} "
+        f"({columns}, {lineage}, {FAILED_CHECKS_COLUMN} VARCHAR NOT NULL)"
+    )
+
+
+def load_raw_partition(con: duckdb.DuckDBPyConnection, contract: Contract, month: str, path: Path) -> int:
+    """Replace ``month`` of the raw table with the rows of one landing file; returns the row count.
+
+    A file that cannot be read as the contract's columns raises :class:`LandingFileError` and leaves the
+    table untouched.
+    """
+    ensure_tables(con, contract)
+    source = _csv_source(contract, path) if path.suffix == ".csv" else _parquet_source(con, contract, path)
+    table = raw_table(contract)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [month])
+        con.execute(f"INSERT INTO {table} SELECT *, ?, ? FROM ({source})", [month, path.name])
+    except duckdb.Error as error:
+        con.execute("ROLLBACK")
+        raise _landing_error(path, contract, error) from error
+    con.execute("COMMIT")
+    return partition_row_count(con, table, month)
+
+
+def partition_row_count(con: duckdb.DuckDBPyConnection, table: str, month: str) -> int:
+    query = f"SELECT count(*) FROM {table} WHERE {PARTITION_COLUMN} = ?"
+    return con.execute(query, [month]).fetchall()[0][0]
+
+
+def _csv_source(contract: Contract, path: Path) -> str:
+    _check_csv_header(contract, path)
+    # Timestamps are read with their offset and stored as UTC, so "+05:00" is not silently dropped.
+    read_types = {name: _READ_AS.get(t, t) for name, t in contract.sql_types.items()}
+    columns = ", ".join(f"{sql_string(name)}: {sql_string(t)}" for name, t in read_types.items())
+    reader = (
+        f"read_csv({sql_string(path)}, header = true, auto_detect = false, delim = ',', "
+        f"quote = '\"', escape = '\"', nullstr = 'NA', columns = {{{columns}}})"
+    )
+    return f"SELECT {_casts(contract)} FROM {reader}"
+
+
+def _casts(contract: Contract) -> str:
+    return ", ".join(f'CAST("{name}" AS {t}) AS "{name}"' for name, t in contract.sql_types.items())
+
+
+def _check_csv_header(contract: Contract, path: Path) -> None:
+    with path.open("rb") as handle:
+        first_line = handle.readline(1 << 16)
+    expected = ",".join(contract.columns)
+    if not first_line.strip():
+        raise LandingFileError(path, 1, f"the file is empty; expected the header line {expected!r}")
+    try:
+        found = first_line.decode("utf-8").strip().replace('"', "").split(",")
+    except UnicodeDecodeError:
+        raise LandingFileError(path, 1, f"not a UTF-8 CSV file; expected the header line {expected!r}") from None
+    if found != contract.columns:
+        raise LandingFileError(path, 1, _column_mismatch(contract.columns, found))
+
+
+def _parquet_source(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path) -> str:
+    reader = f"read_parquet({sql_string(path)})"
+    try:
+        found = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+    except duckdb.Error as error:
+        raise LandingFileError(path, None, f"not a readable Parquet file ({_first_line(error)})") from error
+    if sorted(found) != sorted(contract.columns):
+        raise LandingFileError(path, None, _column_mismatch(contract.columns, found))
+    return f"SELECT {_casts(contract)} FROM {reader}"
+
+
+def _column_mismatch(expected: list[str], found: list[str]) -> str:
+    missing = [name for name in expected if name not in found]
+    unexpected = [name for name in found if name not in expected]
+    detail = "; ".join(
+        part
+        for part in (
+            f"missing {missing}" if missing else "",
+            f"unexpected {unexpected}" if unexpected else "",
+            "" if missing or unexpected else "columns out of order",
+        )
+        if part
+    )
+    return f"wrong columns ({detail}); expected {expected}"
+
+
+def _landing_error(path: Path, contract: Contract, error: duckdb.Error) -> LandingFileError:
+    message = str(error)
+    line = re.search(r"Line: (\d+)", message)
+    details = [text for text in message.splitlines() if text.startswith(("Error when", "Expected Number"))]
+    problem = details[0] if details else _first_line(error)
+    return LandingFileError(
+        path, int(line.group(1)) if line else None, f"{problem} (expected the {contract.name} contract's types)"
+    )
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
