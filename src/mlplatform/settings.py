@@ -50,6 +50,11 @@ def month_range(first: str, last: str) -> list[str]:
     return months
 
 
+def next_month(month: str) -> str:
+    year, number = _parse_month(month)
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+
+
 def _parse_month(value: str) -> tuple[int, int]:
     try:
         year_text, month_text = value.split("-")

@@ -44,7 +44,8 @@ def split_partition(
     clean, quarantine = clean_table(contract), quarantine_table(contract)
     # A second connection streams the raw rows while this one writes inside a transaction.
     reader = con.cursor()
-    batches = reader.sql(_raw_rows_sql(contract), params=[month]).to_arrow_reader(batch_rows)
+    rows = rows_with_duplicate_flag(contract, raw_table(contract), f"{PARTITION_COLUMN} = ?")
+    batches = reader.sql(rows, params=[month]).to_arrow_reader(batch_rows)
     counts = {"raw": 0, "clean": 0, "quarantined": 0}
     con.execute("BEGIN TRANSACTION")
     try:
@@ -69,15 +70,21 @@ def split_partition(
     return SplitCounts(**counts)
 
 
-def _raw_rows_sql(contract: Contract) -> str:
+def rows_with_duplicate_flag(contract: Contract, table: str, where: str = "true") -> str:
+    """SQL selecting a table's rows with :data:`DUPLICATE_FLAG` set on every repeat of a natural key."""
     key = ", ".join(f'"{name}"' for name in contract.natural_key)
     # Ties between duplicates are broken on every column, so the same file always keeps the same row.
     every_column = ", ".join(f'"{name}"' for name in contract.columns)
     duplicate = f"row_number() OVER (PARTITION BY {key} ORDER BY {every_column}) > 1"
-    return (
-        f"SELECT * EXCLUDE ({SOURCE_COLUMN}, {PARTITION_COLUMN}), {duplicate} AS {DUPLICATE_FLAG}, "
-        f"{PARTITION_COLUMN}, {SOURCE_COLUMN} FROM {raw_table(contract)} WHERE {PARTITION_COLUMN} = ?"
-    )
+    return f"SELECT {every_column}, {duplicate} AS {DUPLICATE_FLAG}, * EXCLUDE ({every_column}) FROM {table} WHERE {where}"
+
+
+def reference_violations(con: duckdb.DuckDBPyConnection, contract: Contract) -> pl.DataFrame:
+    """The rows of a (small) reference table that break its contract: natural key and failed checks."""
+    frame = pl.from_arrow(con.sql(rows_with_duplicate_flag(contract, contract.name)).to_arrow_table())
+    frame = frame.with_row_index(_ROW)
+    failures = failed_checks_by_row(contract.schema(), frame)
+    return frame.join(failures, on=_ROW).select(*contract.natural_key, FAILED_CHECKS_COLUMN)
 
 
 def failed_checks_by_row(schema, frame: pl.DataFrame) -> pl.DataFrame:

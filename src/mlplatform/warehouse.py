@@ -65,6 +65,27 @@ def load_raw_partition(con: duckdb.DuckDBPyConnection, contract: Contract, month
     return partition_row_count(con, table, month)
 
 
+def load_reference(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path) -> int:
+    """Replace the whole reference table ``contract.name`` with one landing file; returns the row count."""
+    source = _csv_source(contract, path)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {contract.name} AS {source}")
+    except duckdb.Error as error:
+        con.execute("ROLLBACK")
+        raise _landing_error(path, contract, error) from error
+    con.execute("COMMIT")
+    return con.execute(f"SELECT count(*) FROM {contract.name}").fetchall()[0][0]
+
+
+def content_hash(con: duckdb.DuckDBPyConnection, table: str, month: str | None = None) -> str:
+    """An order-independent hash of a table's rows (of one month, if given): equal data, equal hash."""
+    where = f"WHERE {PARTITION_COLUMN} = $month" if month else ""
+    query = f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {table} AS t {where}"
+    rows, total = con.execute(query, {"month": month} if month else {}).fetchall()[0]
+    return f"{rows}-{total & (2**128 - 1):032x}"
+
+
 def partition_row_count(con: duckdb.DuckDBPyConnection, table: str, month: str) -> int:
     query = f"SELECT count(*) FROM {table} WHERE {PARTITION_COLUMN} = ?"
     return con.execute(query, [month]).fetchall()[0][0]

@@ -1,0 +1,81 @@
+"""What every asset module shares: partitions, the DuckDB pool, owners, logging and table metadata."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import duckdb
+import polars as pl
+import structlog
+
+from mlplatform.contracts import Contract, Field
+from mlplatform.logs import get_logger
+from mlplatform.quality import Verdict
+from mlplatform.settings import FIRST_MONTH, LAST_MONTH, next_month
+from mlplatform.warehouse import content_hash, partition_row_count
+
+MONTHLY = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, end_date=next_month(LAST_MONTH), fmt="%Y-%m")
+# DuckDB allows one writer per file: every asset that writes the warehouse runs in this pool, which
+# dagster.yaml limits to one step at a time.
+DUCKDB_POOL = "duckdb"
+OWNERS = ["team:data-platform"]
+
+
+@contextmanager
+def run_logger(context: dg.AssetExecutionContext) -> Iterator[structlog.typing.FilteringBoundLogger]:
+    """A logger whose every line carries the run id, the asset and the partition."""
+    asset = "/".join(context.assets_def.key.path) if len(context.assets_def.keys) == 1 else context.op.name
+    partition = context.partition_key if context.has_partition_key else None
+    with structlog.contextvars.bound_contextvars(run_id=context.run_id, asset=asset, partition=partition):
+        yield get_logger()
+
+
+def table_metadata(
+    con: duckdb.DuckDBPyConnection, table: str, month: str | None = None, contract: Contract | None = None
+) -> dict[str, object]:
+    """Row count, column schema and content hash of a table (one month of it, if given)."""
+    fields = contract.fields if contract else {}
+    columns = [
+        _column(name, column_type, fields.get(name)) for name, column_type, *_ in con.execute(f"DESCRIBE {table}").fetchall()
+    ]
+    rows = (
+        partition_row_count(con, table, month)
+        if month
+        else con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    )
+    return {
+        "dagster/row_count": rows,
+        "dagster/column_schema": dg.TableSchema(columns=columns),
+        "dagster/table_name": table,
+        "content_hash": content_hash(con, table, month),
+    }
+
+
+def _column(name: str, column_type: str, spec: Field | None) -> dg.TableColumn:
+    if spec is None:
+        return dg.TableColumn(name, column_type)
+    return dg.TableColumn(
+        name,
+        column_type,
+        description=f"null when {spec.null_reason}" if spec.null_reason else None,
+        constraints=dg.TableColumnConstraints(nullable=spec.nullable),
+    )
+
+
+def markdown_table(frame: pl.DataFrame) -> str:
+    """A small frame as a markdown table, for metadata shown in the UI."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
+    lines += ["| " + " | ".join(str(value) for value in row) + " |" for row in frame.iter_rows()]
+    return "\n".join(lines)
+
+
+def check_result(verdict: Verdict, check_name: str, asset: str, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset,
+        passed=verdict.passed,
+        severity=severity,
+        description=verdict.description,
+        metadata=verdict.metadata,
+    )

@@ -1,0 +1,80 @@
+"""Features: ``flight_features``, one row per scheduled flight with point-in-time historical rates."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, run_logger, table_metadata
+from mlplatform.features import COLUMN_LINEAGE, FEATURES_TABLE, FeatureParams, build_features
+
+# The dependency on earlier months is declared, so a backfill builds a month only after its history.
+MAX_LOOKBACK_MONTHS = 12
+_DEFAULTS = FeatureParams()
+
+
+class FeatureConfig(dg.Config):
+    lookback_months: int = Field(
+        default=_DEFAULTS.lookback_months,
+        ge=1,
+        le=MAX_LOOKBACK_MONTHS,
+        description="How many months before the partition feed its historical delay rates.",
+    )
+    smoothing_flights: int = Field(
+        default=_DEFAULTS.smoothing_flights,
+        ge=0,
+        description="Pseudo-count pulling rates with few flights behind them towards the overall rate.",
+    )
+    delay_threshold_minutes: int = Field(
+        default=_DEFAULTS.delay_threshold_minutes, ge=0, description="A departure later than this is a delay."
+    )
+
+
+def _column_lineage() -> dg.TableColumnLineage:
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [dg.TableColumnDep(asset_key=dg.AssetKey(asset), column_name=name) for asset, name in sources]
+            for column, sources in COLUMN_LINEAGE.items()
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=MONTHLY,
+    group_name="features",
+    kinds={"duckdb"},
+    owners=OWNERS,
+    pool=DUCKDB_POOL,
+    deps=[
+        dg.AssetDep(
+            "clean_flights",
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-MAX_LOOKBACK_MONTHS, end_offset=0, allow_nonexistent_upstream_partitions=True
+            ),
+        ),
+        "clean_weather",
+        "planes",
+    ],
+)
+def flight_features(context: dg.AssetExecutionContext, config: FeatureConfig, duckdb: DuckDBResource):
+    """One row per scheduled flight of the month: schedule, calendar (weekday, US holidays), route,
+    aircraft age, the weather at the origin in the scheduled hour, and carrier, route and origin-hour
+    delay rates computed only from earlier months. Label ``is_delayed``: departure more than 15 minutes
+    late; cancelled flights have ``is_cancelled`` set and no label."""
+    month = context.partition_key
+    params = FeatureParams(config.lookback_months, config.smoothing_flights, config.delay_threshold_minutes)
+    with run_logger(context) as log, duckdb.get_connection() as con:
+        rows = build_features(con, month, params)
+        log.info("features built", rows=rows, lookback_months=params.lookback_months)
+        labelled = con.execute(
+            f"SELECT avg(is_delayed::DOUBLE), avg(is_cancelled::DOUBLE) FROM {FEATURES_TABLE} WHERE partition_month = ?",
+            [month],
+        ).fetchall()[0]
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(con, FEATURES_TABLE, month),
+                "dagster/column_lineage": _column_lineage(),
+                "delay_rate": labelled[0] or 0.0,
+                "cancelled_share": labelled[1] or 0.0,
+                "lookback_months": params.lookback_months,
+            }
+        )

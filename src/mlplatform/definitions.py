@@ -1,0 +1,36 @@
+"""The one code location: ``mlplatform.definitions:defs``."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mlplatform.assets import features, ingestion, validation
+from mlplatform.assets.common import MONTHLY
+from mlplatform.logs import configure_logging
+from mlplatform.resources import resources_for
+
+configure_logging()
+
+REFERENCE_JOB = "reference_data"
+MONTHLY_JOB = "monthly_pipeline"
+
+_assets = dg.load_assets_from_modules([ingestion, validation, features])
+
+reference_data = dg.define_asset_job(
+    REFERENCE_JOB,
+    selection=dg.AssetSelection.assets("airlines", "airports", "planes"),
+    description="Load the reference tables (airlines, airports, planes).",
+)
+monthly_pipeline = dg.define_asset_job(
+    MONTHLY_JOB,
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("airlines", "airports", "planes"),
+    partitions_def=MONTHLY,
+    description="One month from landing file to features: raw, validated, quarantined, featurised.",
+)
+
+defs = dg.Definitions(
+    assets=_assets,
+    asset_checks=dg.load_asset_checks_from_modules([ingestion, validation, features]),
+    jobs=[reference_data, monthly_pipeline],
+    resources=resources_for(),
+)

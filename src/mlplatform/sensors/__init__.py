@@ -1,0 +1,1 @@
+"""Sensors (landing files, drift, run failures) arrive with the monitoring stage."""
