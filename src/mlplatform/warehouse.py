@@ -100,11 +100,13 @@ def _csv_source(contract: Contract, path: Path) -> str:
         f"read_csv({sql_string(path)}, header = true, auto_detect = false, delim = ',', "
         f"quote = '\"', escape = '\"', nullstr = 'NA', columns = {{{columns}}})"
     )
-    return f"SELECT {_casts(contract)} FROM {reader}"
-
-
-def _casts(contract: Contract) -> str:
-    return ", ".join(f'CAST("{name}" AS {t}) AS "{name}"' for name, t in contract.sql_types.items())
+    # make_timestamp(epoch_us(...)) rather than a CAST: DuckDB pushes a CAST into the CSV reader, which then
+    # parses the text as a plain TIMESTAMP and drops the offset.
+    selected = (
+        f'make_timestamp(epoch_us("{name}")) AS "{name}"' if t in _READ_AS else f'"{name}"'
+        for name, t in contract.sql_types.items()
+    )
+    return f"SELECT {', '.join(selected)} FROM {reader}"
 
 
 def _check_csv_header(contract: Contract, path: Path) -> None:
@@ -129,7 +131,8 @@ def _parquet_source(con: duckdb.DuckDBPyConnection, contract: Contract, path: Pa
         raise LandingFileError(path, None, f"not a readable Parquet file ({_first_line(error)})") from error
     if sorted(found) != sorted(contract.columns):
         raise LandingFileError(path, None, _column_mismatch(contract.columns, found))
-    return f"SELECT {_casts(contract)} FROM {reader}"
+    casts = ", ".join(f'CAST("{name}" AS {t}) AS "{name}"' for name, t in contract.sql_types.items())
+    return f"SELECT {casts} FROM {reader}"
 
 
 def _column_mismatch(expected: list[str], found: list[str]) -> str:

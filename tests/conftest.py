@@ -1,0 +1,50 @@
+"""Shared fixtures: a real landing zone seeded once, and fresh warehouses and data folders per test."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from mlplatform.landing import seed
+from mlplatform.settings import month_range
+
+ALL_MONTHS = month_range("2013-01", "2013-12")
+
+
+@pytest.fixture(scope="session")
+def seeded_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real 2013 landing zone, seeded once per session. Copy it before changing it."""
+    landing = tmp_path_factory.mktemp("seeded") / "landing"
+    seed(landing, ALL_MONTHS)
+    return landing
+
+
+@pytest.fixture
+def landing(seeded_landing: Path, tmp_path: Path) -> Path:
+    """A private copy of the seeded landing zone that a test may change."""
+    copy = tmp_path / "data" / "landing"
+    shutil.copytree(seeded_landing, copy)
+    return copy
+
+
+@pytest.fixture
+def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        yield connection
+
+
+@pytest.fixture
+def data_dir(landing: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """MLPLATFORM_DATA_DIR pointing at a temp folder holding a seeded landing zone."""
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(landing.parent))
+    return landing.parent
+
+
+def write_csv(path: Path, header: str, rows: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
