@@ -97,7 +97,9 @@ def test_weather_is_joined_at_the_origin_and_scheduled_hour(warehouse):
 def test_holiday_features(warehouse):
     build_features(warehouse, "2013-01")
     by_day = dict(
-        warehouse.execute("SELECT DISTINCT day, days_to_holiday FROM flight_features WHERE day IN (1, 3, 20)").fetchall()
+        warehouse.execute(
+            "SELECT DISTINCT day, days_to_holiday FROM flight_features WHERE day IN (1, 3, 20)"
+        ).fetchall()
     )
     assert by_day == {1: 0, 3: 2, 20: 1}  # New Year's Day; MLK Day is the 21st
 

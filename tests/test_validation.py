@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import write_csv
+
 from mlplatform.contracts import AIRPORTS, FLIGHTS, PLANES, WEATHER
 from mlplatform.validation import reference_violations, split_partition
 from mlplatform.warehouse import content_hash, load_raw_partition, load_reference
@@ -10,7 +10,7 @@ GOOD = "2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-
 
 
 def _flight(**changes) -> str:
-    values = dict(zip(FLIGHTS.columns, GOOD.split(",")))
+    values = dict(zip(FLIGHTS.columns, GOOD.split(","), strict=True))
     values.update({key: str(value) for key, value in changes.items()})
     return ",".join(values[column] for column in FLIGHTS.columns)
 
@@ -95,8 +95,11 @@ def test_real_reference_tables_meet_their_contracts(con, seeded_landing):
 
 def test_reference_violations_name_the_key_and_check(con, tmp_path):
     header = ",".join(PLANES.columns)
-    rows = ["N1,2004,Fixed wing,EMBRAER,E145,2,55,NA,Turbo-fan", "N1,2004,Fixed wing,EMBRAER,E145,2,55,NA,Turbo-fan",
-            "N2,2004,Fixed wing,EMBRAER,E145,12,55,NA,Turbo-fan"]
+    rows = [
+        "N1,2004,Fixed wing,EMBRAER,E145,2,55,NA,Turbo-fan",
+        "N1,2004,Fixed wing,EMBRAER,E145,2,55,NA,Turbo-fan",
+        "N2,2004,Fixed wing,EMBRAER,E145,12,55,NA,Turbo-fan",
+    ]
     load_reference(con, PLANES, write_csv(tmp_path / "planes.csv", header, rows))
     violations = reference_violations(con, PLANES)
     assert sorted(violations.rows()) == [("N1", "natural_key:duplicate"), ("N2", "engines:in_range(1, 8)")]

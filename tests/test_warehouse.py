@@ -1,7 +1,7 @@
 import duckdb
 import pytest
-
 from conftest import write_csv
+
 from mlplatform.contracts import FLIGHTS, PLANES, WEATHER
 from mlplatform.landing import LandingFileError
 from mlplatform.warehouse import content_hash, load_raw_partition, load_reference, partition_row_count
@@ -35,7 +35,9 @@ def test_other_months_are_untouched_by_a_reload(con, seeded_landing):
 
 
 def test_timestamps_with_an_offset_are_stored_in_utc(con, tmp_path):
-    path = write_csv(tmp_path / "2013-01.csv", HEADER, [ROW.replace("2013-01-01T10:00:00Z", "2013-01-01T05:00:00-05:00")])
+    path = write_csv(
+        tmp_path / "2013-01.csv", HEADER, [ROW.replace("2013-01-01T10:00:00Z", "2013-01-01T05:00:00-05:00")]
+    )
     load_raw_partition(con, FLIGHTS, "2013-01", path)
     assert str(con.execute("SELECT time_hour FROM raw_flights").fetchall()[0][0]) == "2013-01-01 10:00:00"
 
@@ -68,7 +70,9 @@ def test_parquet_landing_files_load_like_csv(con, seeded_landing, tmp_path):
     ],
     ids=["empty", "binary", "missing-columns", "extra-column", "reordered", "bad-value", "ragged-row"],
 )
-def test_unparseable_files_fail_naming_file_and_line_and_touch_nothing(con, seeded_landing, tmp_path, content, line, message):
+def test_unparseable_files_fail_naming_file_and_line_and_touch_nothing(
+    con, seeded_landing, tmp_path, content, line, message
+):
     load_raw_partition(con, FLIGHTS, "2013-01", seeded_landing / "flights" / "2013-01.csv")
     before = content_hash(con, "raw_flights", "2013-01")
     broken = tmp_path / "2013-01.csv"

@@ -55,7 +55,9 @@ def _materialize(months: list[str]) -> int:
     prepare_dagster_home()
     from dagster import DagsterInstance
 
-    from mlplatform.definitions import MONTHLY_JOB, REFERENCE_JOB, defs
+    from mlplatform.definitions import MONTHLY_JOB, REFERENCE_JOB, build_definitions
+
+    defs = build_definitions()
 
     runs = [(REFERENCE_JOB, None)] + [(MONTHLY_JOB, month) for month in months]
     with DagsterInstance.get() as instance:

@@ -65,9 +65,7 @@ class Contract:
             )
             for name, spec in self.fields.items()
         }
-        columns[DUPLICATE_FLAG] = pa.Column(
-            pl.Boolean, checks=[pa.Check.eq(False, name="unique_natural_key")]
-        )
+        columns[DUPLICATE_FLAG] = pa.Column(pl.Boolean, checks=[pa.Check.eq(False, name="unique_natural_key")])
         return pa.DataFrameSchema(columns, checks=list(self.row_checks), name=self.name)
 
 
@@ -167,7 +165,9 @@ AIRPORTS = Contract(
         "alt": Field("BIGINT", (pa.Check.in_range(-1500, 30000),)),
         "tz": Field("BIGINT", (pa.Check.in_range(-12, 14),)),
         "dst": Field("VARCHAR", (pa.Check.isin(["A", "U", "N"]),)),
-        "tzone": Field("VARCHAR", null_reason="the source has no IANA zone for a few small airfields", max_null_share=0.01),
+        "tzone": Field(
+            "VARCHAR", null_reason="the source has no IANA zone for a few small airfields", max_null_share=0.01
+        ),
     },
     natural_key=("faa",),
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 
 from mlplatform.assets import features, ingestion, validation
-from mlplatform.assets.common import MONTHLY
 from mlplatform.logs import configure_logging
 from mlplatform.resources import resources_for
 
@@ -24,13 +23,18 @@ reference_data = dg.define_asset_job(
 monthly_pipeline = dg.define_asset_job(
     MONTHLY_JOB,
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets("airlines", "airports", "planes"),
-    partitions_def=MONTHLY,
     description="One month from landing file to features: raw, validated, quarantined, featurised.",
 )
 
-defs = dg.Definitions(
-    assets=_assets,
-    asset_checks=dg.load_asset_checks_from_modules([ingestion, validation, features]),
-    jobs=[reference_data, monthly_pipeline],
-    resources=resources_for(),
-)
+
+def build_definitions(environment: str | None = None) -> dg.Definitions:
+    """The platform's definitions, with resources for ``environment`` (default: ``MLPLATFORM_ENV``)."""
+    return dg.Definitions(
+        assets=_assets,
+        asset_checks=dg.load_asset_checks_from_modules([ingestion, validation, features]),
+        jobs=[reference_data, monthly_pipeline],
+        resources=resources_for(environment),
+    )
+
+
+defs = build_definitions()

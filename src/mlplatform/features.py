@@ -97,7 +97,10 @@ def history_start(month: str, lookback_months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def build_features(con: duckdb.DuckDBPyConnection, month: str, params: FeatureParams = FeatureParams()) -> int:
+DEFAULT_PARAMS = FeatureParams()
+
+
+def build_features(con: duckdb.DuckDBPyConnection, month: str, params: FeatureParams = DEFAULT_PARAMS) -> int:
     """Replace ``month`` of ``flight_features`` from the clean tables; returns its row count."""
     select = _features_sql(params)
     args = {"month": month, "history_start": history_start(month, params.lookback_months)}

@@ -49,9 +49,7 @@ def natural_key_unique(con: duckdb.DuckDBPyConnection, table: str, key: tuple[st
     )
 
 
-def quarantine_share(
-    con: duckdb.DuckDBPyConnection, contract: Contract, month: str, max_share: float
-) -> Verdict:
+def quarantine_share(con: duckdb.DuckDBPyConnection, contract: Contract, month: str, max_share: float) -> Verdict:
     raw = partition_row_count(con, raw_table(contract), month)
     quarantined = partition_row_count(con, quarantine_table(contract), month)
     share = quarantined / raw if raw else 0.0
@@ -91,7 +89,7 @@ def null_shares(con: duckdb.DuckDBPyConnection, contract: Contract, table: str, 
     """Each column's share of nulls against the most its contract expects."""
     shares = ", ".join(f'avg(("{name}" IS NULL)::DOUBLE)' for name in contract.columns)
     values = con.execute(f"SELECT {shares} FROM {table} WHERE {PARTITION_COLUMN} = ?", [month]).fetchall()[0]
-    observed = {name: value or 0.0 for name, value in zip(contract.columns, values)}
+    observed = {name: value or 0.0 for name, value in zip(contract.columns, values, strict=True)}
     over = [
         f"{name} {share:.2%} > {contract.fields[name].max_null_share:.0%}"
         for name, share in observed.items()

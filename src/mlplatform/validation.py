@@ -16,7 +16,6 @@ from mlplatform.contracts import DUPLICATE_FLAG, Contract
 from mlplatform.warehouse import (
     FAILED_CHECKS_COLUMN,
     PARTITION_COLUMN,
-    SOURCE_COLUMN,
     clean_table,
     ensure_tables,
     quarantine_table,
@@ -76,7 +75,9 @@ def rows_with_duplicate_flag(contract: Contract, table: str, where: str = "true"
     # Ties between duplicates are broken on every column, so the same file always keeps the same row.
     every_column = ", ".join(f'"{name}"' for name in contract.columns)
     duplicate = f"row_number() OVER (PARTITION BY {key} ORDER BY {every_column}) > 1"
-    return f"SELECT {every_column}, {duplicate} AS {DUPLICATE_FLAG}, * EXCLUDE ({every_column}) FROM {table} WHERE {where}"
+    return (
+        f"SELECT {every_column}, {duplicate} AS {DUPLICATE_FLAG}, * EXCLUDE ({every_column}) FROM {table} WHERE {where}"
+    )
 
 
 def reference_violations(con: duckdb.DuckDBPyConnection, contract: Contract) -> pl.DataFrame:

@@ -1,4 +1,5 @@
 """What every asset module shares: partitions, the DuckDB pool, owners, logging and table metadata."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -25,9 +26,10 @@ OWNERS = ["team:data-platform"]
 @contextmanager
 def run_logger(context: dg.AssetExecutionContext) -> Iterator[structlog.typing.FilteringBoundLogger]:
     """A logger whose every line carries the run id, the asset and the partition."""
-    asset = "/".join(context.assets_def.key.path) if len(context.assets_def.keys) == 1 else context.op.name
+    keys = context.assets_def.keys
+    asset = ",".join(sorted(key.to_user_string() for key in keys))
     partition = context.partition_key if context.has_partition_key else None
-    with structlog.contextvars.bound_contextvars(run_id=context.run_id, asset=asset, partition=partition):
+    with structlog.contextvars.bound_contextvars(run_id=context.run.run_id, asset=asset, partition=partition):
         yield get_logger()
 
 
@@ -37,7 +39,8 @@ def table_metadata(
     """Row count, column schema and content hash of a table (one month of it, if given)."""
     fields = contract.fields if contract else {}
     columns = [
-        _column(name, column_type, fields.get(name)) for name, column_type, *_ in con.execute(f"DESCRIBE {table}").fetchall()
+        _column(name, column_type, fields.get(name))
+        for name, column_type, *_ in con.execute(f"DESCRIBE {table}").fetchall()
     ]
     rows = (
         partition_row_count(con, table, month)

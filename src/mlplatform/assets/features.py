@@ -1,31 +1,30 @@
 """Features: ``flight_features``, one row per scheduled flight with point-in-time historical rates."""
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, run_logger, table_metadata
-from mlplatform.features import COLUMN_LINEAGE, FEATURES_TABLE, FeatureParams, build_features
+from mlplatform.features import COLUMN_LINEAGE, DEFAULT_PARAMS, FEATURES_TABLE, FeatureParams, build_features
+from mlplatform.resources.warehouse import Warehouse
 
 # The dependency on earlier months is declared, so a backfill builds a month only after its history.
 MAX_LOOKBACK_MONTHS = 12
-_DEFAULTS = FeatureParams()
 
 
 class FeatureConfig(dg.Config):
     lookback_months: int = Field(
-        default=_DEFAULTS.lookback_months,
+        default=DEFAULT_PARAMS.lookback_months,
         ge=1,
         le=MAX_LOOKBACK_MONTHS,
         description="How many months before the partition feed its historical delay rates.",
     )
     smoothing_flights: int = Field(
-        default=_DEFAULTS.smoothing_flights,
+        default=DEFAULT_PARAMS.smoothing_flights,
         ge=0,
         description="Pseudo-count pulling rates with few flights behind them towards the overall rate.",
     )
     delay_threshold_minutes: int = Field(
-        default=_DEFAULTS.delay_threshold_minutes, ge=0, description="A departure later than this is a delay."
+        default=DEFAULT_PARAMS.delay_threshold_minutes, ge=0, description="A departure later than this is a delay."
     )
 
 
@@ -55,7 +54,7 @@ def _column_lineage() -> dg.TableColumnLineage:
         "planes",
     ],
 )
-def flight_features(context: dg.AssetExecutionContext, config: FeatureConfig, duckdb: DuckDBResource):
+def flight_features(context: dg.AssetExecutionContext, config: FeatureConfig, duckdb: Warehouse):
     """One row per scheduled flight of the month: schedule, calendar (weekday, US holidays), route,
     aircraft age, the weather at the origin in the scheduled hour, and carrier, route and origin-hour
     delay rates computed only from earlier months. Label ``is_delayed``: departure more than 15 minutes
@@ -65,16 +64,16 @@ def flight_features(context: dg.AssetExecutionContext, config: FeatureConfig, du
     with run_logger(context) as log, duckdb.get_connection() as con:
         rows = build_features(con, month, params)
         log.info("features built", rows=rows, lookback_months=params.lookback_months)
-        labelled = con.execute(
-            f"SELECT avg(is_delayed::DOUBLE), avg(is_cancelled::DOUBLE) FROM {FEATURES_TABLE} WHERE partition_month = ?",
-            [month],
-        ).fetchall()[0]
+        rates = (
+            f"SELECT avg(is_delayed::DOUBLE), avg(is_cancelled::DOUBLE) FROM {FEATURES_TABLE} WHERE partition_month = ?"
+        )
+        delay_rate, cancelled_share = con.execute(rates, [month]).fetchall()[0]
         return dg.MaterializeResult(
             metadata={
                 **table_metadata(con, FEATURES_TABLE, month),
                 "dagster/column_lineage": _column_lineage(),
-                "delay_rate": labelled[0] or 0.0,
-                "cancelled_share": labelled[1] or 0.0,
+                "delay_rate": delay_rate or 0.0,
+                "cancelled_share": cancelled_share or 0.0,
                 "lookback_months": params.lookback_months,
             }
         )

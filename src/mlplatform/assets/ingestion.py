@@ -5,12 +5,20 @@ from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
-from dagster_duckdb import DuckDBResource
 
-from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, check_result, markdown_table, run_logger, table_metadata
+from mlplatform.assets.common import (
+    DUCKDB_POOL,
+    MONTHLY,
+    OWNERS,
+    check_result,
+    markdown_table,
+    run_logger,
+    table_metadata,
+)
 from mlplatform.contracts import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Contract
 from mlplatform.quality import null_shares, volume_vs_trailing_months
 from mlplatform.resources.landing import LandingZone
+from mlplatform.resources.warehouse import Warehouse
 from mlplatform.validation import reference_violations
 from mlplatform.warehouse import load_raw_partition, load_reference, raw_table
 
@@ -52,7 +60,7 @@ def raw_monthly_asset(contract: Contract) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(NULL_SHARE_CHECK, asset=table, description="Null shares within the contract's limits."),
         ],
     )
-    def raw_asset(context: dg.AssetExecutionContext, config: VolumeConfig, duckdb: DuckDBResource, landing: LandingZone):
+    def raw_asset(context: dg.AssetExecutionContext, config: VolumeConfig, duckdb: Warehouse, landing: LandingZone):
         month = context.partition_key
         path = landing.monthly_file(contract.name, month)
         with run_logger(context) as log, duckdb.get_connection() as con:
@@ -67,7 +75,9 @@ def raw_monthly_asset(contract: Contract) -> dg.AssetsDefinition:
             )
             volume = volume_vs_trailing_months(con, table, month, config.trailing_months, config.tolerance)
             yield check_result(volume, VOLUME_CHECK, table, dg.AssetCheckSeverity.WARN)
-            yield check_result(null_shares(con, contract, table, month), NULL_SHARE_CHECK, table, dg.AssetCheckSeverity.WARN)
+            yield check_result(
+                null_shares(con, contract, table, month), NULL_SHARE_CHECK, table, dg.AssetCheckSeverity.WARN
+            )
 
     return raw_asset
 
@@ -86,14 +96,17 @@ def reference_asset(contract: Contract) -> dg.AssetsDefinition:
             )
         ],
     )
-    def reference(context: dg.AssetExecutionContext, duckdb: DuckDBResource, landing: LandingZone):
+    def reference(context: dg.AssetExecutionContext, duckdb: Warehouse, landing: LandingZone):
         path = landing.reference_file(contract.name)
         with run_logger(context) as log, duckdb.get_connection() as con:
             rows = load_reference(con, contract, path)
             violations = reference_violations(con, contract)
             log.info("reference table loaded", rows=rows, violations=violations.height, source=str(path))
             yield dg.MaterializeResult(
-                metadata={**table_metadata(con, contract.name, contract=contract), "source_file": dg.MetadataValue.path(str(path))}
+                metadata={
+                    **table_metadata(con, contract.name, contract=contract),
+                    "source_file": dg.MetadataValue.path(str(path)),
+                }
             )
             yield dg.AssetCheckResult(
                 check_name=CONTRACT_CHECK,

@@ -1,12 +1,12 @@
 """Validation: each raw month split by its pandera contract into clean rows and quarantined rows."""
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, check_result, run_logger, table_metadata
 from mlplatform.contracts import FLIGHTS, WEATHER, Contract
 from mlplatform.quality import natural_key_unique, quarantine_share, row_conservation
+from mlplatform.resources.warehouse import Warehouse
 from mlplatform.validation import split_partition
 from mlplatform.warehouse import clean_table, quarantine_table, raw_table
 
@@ -17,7 +17,10 @@ QUARANTINE_SHARE = "quarantine_share"
 
 class ValidationConfig(dg.Config):
     max_quarantine_share: float = Field(
-        default=0.01, ge=0, le=1, description="Largest share of a month's rows that may be quarantined before downstream work stops."
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Largest share of a month's rows that may be quarantined before downstream work stops.",
     )
 
 
@@ -49,21 +52,28 @@ def validated_assets(contract: Contract) -> dg.AssetsDefinition:
             ),
         ],
         check_specs=[
-            dg.AssetCheckSpec(ROW_CONSERVATION, asset=clean, blocking=True, description="raw = clean + quarantine, exactly."),
+            dg.AssetCheckSpec(
+                ROW_CONSERVATION, asset=clean, blocking=True, description="raw = clean + quarantine, exactly."
+            ),
             dg.AssetCheckSpec(KEY_UNIQUE, asset=clean, blocking=True, description="No natural key appears twice."),
             dg.AssetCheckSpec(
-                QUARANTINE_SHARE, asset=clean, blocking=True, description="Quarantined share under the configured limit."
+                QUARANTINE_SHARE,
+                asset=clean,
+                blocking=True,
+                description="Quarantined share under the configured limit.",
             ),
         ],
     )
-    def validate(context: dg.AssetExecutionContext, config: ValidationConfig, duckdb: DuckDBResource):
+    def validate(context: dg.AssetExecutionContext, config: ValidationConfig, duckdb: Warehouse):
         month = context.partition_key
         with run_logger(context) as log, duckdb.get_connection() as con:
             counts = split_partition(con, contract, month)
             log.info("partition validated", raw=counts.raw, clean=counts.clean, quarantined=counts.quarantined)
             yield dg.MaterializeResult(asset_key=clean, metadata=table_metadata(con, clean, month, contract))
             yield dg.MaterializeResult(asset_key=quarantine, metadata=table_metadata(con, quarantine, month, contract))
-            yield check_result(row_conservation(con, contract, month), ROW_CONSERVATION, clean, dg.AssetCheckSeverity.ERROR)
+            yield check_result(
+                row_conservation(con, contract, month), ROW_CONSERVATION, clean, dg.AssetCheckSeverity.ERROR
+            )
             key = natural_key_unique(con, clean, contract.natural_key, month)
             yield check_result(key, KEY_UNIQUE, clean, dg.AssetCheckSeverity.ERROR)
             share = quarantine_share(con, contract, month, config.max_quarantine_share)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from mlplatform.resources.landing import LandingZone
+from mlplatform.resources.warehouse import Warehouse
 from mlplatform.settings import Paths
 
 ENVIRONMENT_ENV = "MLPLATFORM_ENV"
@@ -24,16 +24,13 @@ def resources_for(environment: str | None = None) -> dict[str, dg.ConfigurableRe
     environment = environment or os.environ.get(ENVIRONMENT_ENV, "local")
     if environment == "local":
         paths = Paths.from_env()
-        paths.data_dir.mkdir(parents=True, exist_ok=True)
         return {
-            "duckdb": DuckDBResource(
-                database=str(paths.warehouse), connection_config={"memory_limit": DUCKDB_MEMORY_LIMIT}
-            ),
+            "duckdb": Warehouse(database=str(paths.warehouse), connection_config={"memory_limit": DUCKDB_MEMORY_LIMIT}),
             "landing": LandingZone(path=str(paths.landing_dir)),
         }
     if environment == "production":
         return {
-            "duckdb": DuckDBResource(
+            "duckdb": Warehouse(
                 database=dg.EnvVar("MLPLATFORM_DUCKDB_DATABASE"),
                 connection_config={"memory_limit": DUCKDB_MEMORY_LIMIT},
             ),

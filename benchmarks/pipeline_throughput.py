@@ -1,0 +1,605 @@
+"""Raw to features throughput for one monthly partition, scaled up, beside a pandas + pandera-pandas equivalent.
+
+Setup (not timed): seed the real landing zone in a scratch folder, load and validate the real flights of
+2013-01..2013-06 (the history the delay rates are computed from), the weather of 2013-07 and the planes into
+a DuckDB file, and write a scaled flights landing file for 2013-07 by resampling the real 2013 flight rows in
+DuckDB SQL. Every real row is repeated about ``rows / 336,776`` times; ``day`` and ``flight`` are drawn from
+a hash of the row number (so natural keys are mostly unique), ``time_hour`` follows the new day, and every
+other column keeps its real value.
+
+Timed, each in a fresh subprocess so that its peak RSS is its own:
+
+* ``mlplatform``: ``load_raw_partition`` -> ``split_partition`` -> ``build_features`` on a copy of the
+  prepared DuckDB file, one connection per stage as the Dagster assets open them, with the platform's
+  DuckDB memory limit.
+* ``pandas``: the same steps with pandas and pandera's pandas backend: read the Parquet file, validate with
+  a schema equivalent to the flights contract (checked against it before the run), split valid and invalid
+  rows by the failure cases' index, compute the same features and write clean, quarantine and features to
+  Parquet.
+
+Both pipelines report a fingerprint of their outputs, compared to show they computed the same thing.
+
+    .venv/bin/python benchmarks/pipeline_throughput.py --rows 1000000
+    .venv/bin/python benchmarks/pipeline_throughput.py --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import duckdb
+
+from mlplatform.contracts import DUPLICATE_FLAG, FLIGHTS, NYC_ORIGINS, PLANES, WEATHER
+from mlplatform.features import (
+    FEATURES_TABLE,
+    KEY_COLUMNS,
+    FeatureParams,
+    build_features,
+    history_start,
+    us_federal_holidays,
+)
+from mlplatform.landing import monthly_file, reference_file, seed
+from mlplatform.resources import DUCKDB_MEMORY_LIMIT
+from mlplatform.settings import month_range
+from mlplatform.sql import sql_string
+from mlplatform.validation import DEFAULT_BATCH_ROWS, split_partition
+from mlplatform.warehouse import PARTITION_COLUMN, load_raw_partition, load_reference
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs" / "benchmarks.md"
+SECTION = "Raw to features, one partition"
+
+MONTH = "2013-07"
+HISTORY_MONTHS = month_range("2013-01", "2013-06")
+SOURCE_MONTHS = month_range("2013-01", "2013-12")
+PIPELINES = ("mlplatform", "pandas")
+STAGES = ("raw load", "validate", "features")
+
+TARGET_ROWS_PER_SECOND = 1_000_000
+TARGET_PEAK_MB = 2048
+
+WEATHER_COLUMNS = ("temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib")
+
+
+# --- Setup (not timed) --------------------------------------------------------------------------------
+
+
+def connect(database: Path) -> duckdb.DuckDBPyConnection:
+    """A connection configured as the platform's DuckDB resource configures it."""
+    return duckdb.connect(str(database), config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+
+
+def prepare(workdir: Path) -> None:
+    """Seed the landing zone, build the prepared warehouse and export the pandas pipeline's inputs."""
+    landing = workdir / "landing"
+    seed(landing, SOURCE_MONTHS)
+    with connect(workdir / "prepared.duckdb") as con:
+        load_reference(con, PLANES, reference_file(landing, "planes"))
+        for month in HISTORY_MONTHS:
+            load_raw_partition(con, FLIGHTS, month, monthly_file(landing, "flights", month))
+            split_partition(con, FLIGHTS, month)
+        load_raw_partition(con, WEATHER, MONTH, monthly_file(landing, "weather", MONTH))
+        split_partition(con, WEATHER, MONTH)
+        inputs = workdir / "pandas_inputs"
+        inputs.mkdir(exist_ok=True)
+        # Timestamps are written as UTC instants, whatever the session's time zone.
+        exports = {
+            "history": "SELECT * REPLACE (time_hour::TIMESTAMPTZ AS time_hour) FROM clean_flights",
+            "weather": "SELECT * REPLACE (time_hour::TIMESTAMPTZ AS time_hour) FROM clean_weather "
+            f"WHERE {PARTITION_COLUMN} = '{MONTH}'",
+            "planes": "SELECT * FROM planes",
+        }
+        for name, query in exports.items():
+            con.execute(f"COPY ({query}) TO {sql_string(inputs / f'{name}.parquet')} (FORMAT parquet)")
+
+
+def build_scaled_partition(workdir: Path, rows: int) -> Path:
+    """Write ``rows`` flights of 2013-07, resampled from the real 2013 flights, as a Parquet landing file."""
+    target = workdir / "scaled" / f"flights-{MONTH}-{rows}.parquet"
+    target.parent.mkdir(exist_ok=True)
+    year, month = (int(part) for part in MONTH.split("-"))
+    with duckdb.connect() as con:
+        for source_month in SOURCE_MONTHS:
+            load_raw_partition(con, FLIGHTS, source_month, monthly_file(workdir / "landing", "flights", source_month))
+        con.execute(
+            "CREATE TABLE source AS SELECT row_number() OVER (ORDER BY partition_month, year, month, day, "
+            "sched_dep_time, carrier, flight, origin) - 1 AS source_row, * FROM raw_flights"
+        )
+        columns = ", ".join(
+            {
+                "year": f"{year} AS year",
+                "month": f"{month} AS month",
+                "day": "g.day",
+                "flight": "g.flight",
+                # The scheduled hour, local to New York, as a UTC instant: what the real files hold.
+                "time_hour": f"timezone('America/New_York', make_timestamp({year}, {month}, g.day, s.hour, 0, 0)) "
+                "AS time_hour",
+            }.get(name, f"s.{name}")
+            for name in FLIGHTS.columns
+        )
+        con.execute(
+            f"""
+            COPY (
+                SELECT {columns}
+                FROM (
+                    SELECT i, (1 + hash(i, 'day') % 31)::BIGINT AS day, (1 + hash(i, 'flight') % 9999)::BIGINT AS flight
+                    FROM range($rows) AS r(i)
+                ) AS g
+                JOIN source AS s ON s.source_row = g.i % (SELECT count(*) FROM source)
+                ORDER BY g.day, s.dep_time NULLS LAST, g.i
+            ) TO {sql_string(target)} (FORMAT parquet)
+            """,
+            {"rows": rows},
+        )
+    return target
+
+
+# --- Timed pipelines (each runs in its own subprocess) ---------------------------------------------------
+
+
+@contextmanager
+def timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    seconds[stage] = time.perf_counter() - start
+
+
+def run_mlplatform(workdir: Path, scaled: Path, batch_rows: int) -> dict:
+    """raw -> clean -> features with the platform's functions, one connection per stage like the assets."""
+    database = workdir / "run" / "mlplatform.duckdb"
+    seconds: dict[str, float] = {}
+    with timed(seconds, "raw load"), connect(database) as con:
+        load_raw_partition(con, FLIGHTS, MONTH, scaled)
+    with timed(seconds, "validate"), connect(database) as con:
+        counts = split_partition(con, FLIGHTS, MONTH, batch_rows=batch_rows)
+    with timed(seconds, "features"), connect(database) as con:
+        build_features(con, MONTH)
+    with connect(database) as con:
+        fingerprint = duckdb_fingerprint(con)
+    return {"seconds": seconds, "quarantined": counts.quarantined, "fingerprint": fingerprint}
+
+
+def duckdb_fingerprint(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
+    row = con.execute(
+        f"""
+        SELECT count(*), count_if(is_delayed), count_if(is_cancelled), count(temp), sum(plane_age),
+               sum(days_to_holiday), sum(carrier_delay_rate), sum(route_delay_rate), sum(origin_hour_delay_rate)
+        FROM {FEATURES_TABLE} WHERE {PARTITION_COLUMN} = ?
+        """,
+        [MONTH],
+    ).fetchall()[0]
+    return dict(zip(FINGERPRINT, (float(value) for value in row), strict=True))
+
+
+FINGERPRINT = (
+    "feature rows",
+    "delayed",
+    "cancelled",
+    "with weather",
+    "sum plane_age",
+    "sum days_to_holiday",
+    "sum carrier_delay_rate",
+    "sum route_delay_rate",
+    "sum origin_hour_delay_rate",
+)
+
+
+def pandas_flights_schema(year: int, month: int):
+    """The flights contract (src/mlplatform/contracts.py) written for pandera's pandas backend."""
+    import pandera.pandas as pa
+
+    def clock(name: str) -> pa.Check:
+        return pa.Check(lambda s: s.between(0, 2400) & (s % 100 < 60), name=f"{name}_hhmm")
+
+    def integer(*checks: pa.Check, nullable: bool = False) -> pa.Column:
+        return pa.Column("Int64", checks=list(checks), nullable=nullable)
+
+    def text(pattern: str, nullable: bool = False) -> pa.Column:
+        return pa.Column(str, checks=[pa.Check.str_matches(pattern)], nullable=nullable)
+
+    return pa.DataFrameSchema(
+        {
+            "year": integer(pa.Check.eq(year, name="in_partition")),
+            "month": integer(pa.Check.eq(month, name="in_partition")),
+            "day": integer(pa.Check.in_range(1, 31)),
+            "dep_time": integer(clock("dep_time"), nullable=True),
+            "sched_dep_time": integer(clock("sched_dep_time")),
+            "dep_delay": integer(pa.Check.in_range(-120, 1800), nullable=True),
+            "arr_time": integer(clock("arr_time"), nullable=True),
+            "sched_arr_time": integer(clock("sched_arr_time")),
+            "arr_delay": integer(pa.Check.in_range(-180, 1800), nullable=True),
+            "carrier": text(r"^[A-Z0-9]{2}$"),
+            "flight": integer(pa.Check.in_range(1, 9999)),
+            "tailnum": text(r"^[A-Z0-9]{2,7}$", nullable=True),
+            "origin": pa.Column(str, checks=[pa.Check.isin(NYC_ORIGINS)]),
+            "dest": text(r"^[A-Z]{3}$"),
+            "air_time": integer(pa.Check.in_range(1, 900), nullable=True),
+            "distance": integer(pa.Check.in_range(1, 6000)),
+            "hour": integer(pa.Check.in_range(0, 23)),
+            "minute": integer(pa.Check.in_range(0, 59)),
+            "time_hour": pa.Column("datetime64[us]"),
+            DUPLICATE_FLAG: pa.Column(bool, checks=[pa.Check.eq(False, name="unique_natural_key")]),
+        },
+        checks=[
+            pa.Check(
+                lambda df: df["sched_dep_time"] == df["hour"] * 100 + df["minute"], name="sched_dep_time_is_hour_minute"
+            )
+        ],
+        name="flights",
+    )
+
+
+def check_schema_parity() -> None:
+    """Fail unless the pandas schema has the contract's columns, nullability and check names."""
+
+    def shape(schema) -> tuple:
+        columns = {name: (column.nullable, sorted(c.name for c in column.checks)) for name, column in schema.columns.items()}
+        return columns, sorted(check.name for check in schema.checks)
+
+    year, month = (int(part) for part in MONTH.split("-"))
+    contract, pandas = shape(FLIGHTS.schema(year, month)), shape(pandas_flights_schema(year, month))
+    if contract != pandas:
+        raise SystemExit(f"the pandas schema no longer matches the flights contract:\n{contract}\n{pandas}")
+
+
+def run_pandas(workdir: Path, scaled: Path) -> dict:
+    """The same raw -> clean -> features work with pandas and pandera's pandas backend."""
+    import pandas as pd
+    import pandera.errors
+
+    inputs, output = workdir / "pandas_inputs", workdir / "run" / "pandas"
+    year, month = (int(part) for part in MONTH.split("-"))
+    seconds: dict[str, float] = {}
+
+    with timed(seconds, "raw load"):
+        frame = pd.read_parquet(scaled)
+        frame = frame.astype({name: "Int64" for name, t in FLIGHTS.sql_types.items() if t == "BIGINT"})
+        frame["time_hour"] = frame["time_hour"].dt.tz_convert(None)
+
+    with timed(seconds, "validate"):
+        frame[DUPLICATE_FLAG] = duplicate_flags(frame, list(FLIGHTS.natural_key))
+        try:
+            pandas_flights_schema(year, month).validate(frame, lazy=True)
+            failed = pd.Series(dtype=str)
+        except pandera.errors.SchemaErrors as errors:
+            cases = errors.failure_cases
+            if cases["index"].isna().any():
+                raise  # a failure with no row: the file itself is wrong
+            name = cases["check"].where(cases["column"] != DUPLICATE_FLAG, "duplicate")
+            column = cases["column"].where(cases["column"] != DUPLICATE_FLAG, "natural_key")
+            failed = (column + ":" + name).groupby(cases["index"]).agg(lambda s: "; ".join(sorted(set(s))))
+        frame = frame.drop(columns=DUPLICATE_FLAG)
+        quarantine = frame.loc[failed.index].assign(failed_checks=failed.to_numpy())
+        frame = frame.drop(index=failed.index)
+        output.mkdir(parents=True, exist_ok=True)
+        quarantine.to_parquet(output / "flights_quarantine.parquet")
+        frame.to_parquet(output / "clean_flights.parquet")
+
+    with timed(seconds, "features"):
+        features = pandas_features(frame, inputs, FeatureParams())
+        features.to_parquet(output / "flight_features.parquet")
+
+    fingerprint = (
+        len(features),
+        features["is_delayed"].sum(),
+        features["is_cancelled"].sum(),
+        features["temp"].count(),
+        features["plane_age"].sum(),
+        features["days_to_holiday"].sum(),
+        features["carrier_delay_rate"].sum(),
+        features["route_delay_rate"].sum(),
+        features["origin_hour_delay_rate"].sum(),
+    )
+    return {
+        "seconds": seconds,
+        "quarantined": len(quarantine),
+        "fingerprint": dict(zip(FINGERPRINT, (float(value) for value in fingerprint), strict=True)),
+    }
+
+
+def duplicate_flags(frame, key: list[str]):
+    """True on every repeat of a natural key; ties broken on every column, as the platform breaks them."""
+    flags = frame.duplicated(key, keep=False)
+    repeated = frame[flags].sort_values(list(frame.columns), na_position="last", kind="stable")
+    flags[repeated.index] = repeated.duplicated(key, keep="first")
+    return flags
+
+
+def pandas_features(flights, inputs: Path, params: FeatureParams):
+    """``build_features``' SQL (src/mlplatform/features.py), in pandas."""
+    import numpy as np
+    import pandas as pd
+
+    k, threshold = params.smoothing_flights, params.delay_threshold_minutes
+    history = pd.read_parquet(inputs / "history.parquet", columns=["carrier", "origin", "dest", "hour", "dep_delay", PARTITION_COLUMN])
+    in_window = history[PARTITION_COLUMN].between(history_start(MONTH, params.lookback_months), MONTH, inclusive="left")
+    history = history[in_window & history["dep_delay"].notna()]
+    history = history.assign(delayed=(history["dep_delay"] > threshold).astype(float))
+    prior = history["delayed"].mean()
+
+    def rate(keys: list[str], name: str):
+        grouped = history.groupby(keys).agg(flights=("delayed", "size"), delayed=("delayed", "sum")).reset_index()
+        return grouped.assign(**{name: (grouped["delayed"] + k * prior) / (grouped["flights"] + k)})[keys + [name]]
+
+    flight_date = pd.to_datetime(flights[["year", "month", "day"]].astype("int64"))
+    holidays = {day for y in (2012, 2013, 2014) for day in us_federal_holidays(y)}
+    holiday_days = np.array(sorted(holidays), dtype="datetime64[D]")
+    dates = flight_date.drop_duplicates().to_numpy().astype("datetime64[D]")
+    nearest = np.abs(dates[:, None] - holiday_days[None, :]).min(axis=1).astype(int)
+    days_to_holiday = flight_date.map(pd.Series(nearest, index=pd.to_datetime(dates)))
+
+    planes = pd.read_parquet(inputs / "planes.parquet", columns=["tailnum", "year"]).rename(columns={"year": "plane_year"})
+    weather = pd.read_parquet(inputs / "weather.parquet", columns=["origin", "time_hour", *WEATHER_COLUMNS])
+    weather["time_hour"] = weather["time_hour"].dt.tz_convert(None)
+
+    features = flights[[*KEY_COLUMNS, "hour", "distance", "dest", "tailnum", "time_hour", "dep_time", "dep_delay"]].assign(
+        weekday=flight_date.dt.dayofweek + 1,
+        is_holiday=days_to_holiday == 0,
+        days_to_holiday=days_to_holiday,
+    )
+    features = features.merge(planes.astype({"plane_year": "Int64"}), on="tailnum", how="left")
+    features = features.merge(weather, on=["origin", "time_hour"], how="left")
+    features = features.merge(rate(["carrier"], "carrier_delay_rate"), on="carrier", how="left")
+    features = features.merge(rate(["origin", "dest"], "route_delay_rate"), on=["origin", "dest"], how="left")
+    features = features.merge(rate(["origin", "hour"], "origin_hour_delay_rate"), on=["origin", "hour"], how="left")
+    for name in ("carrier_delay_rate", "route_delay_rate", "origin_hour_delay_rate"):
+        features[name] = features[name].fillna(prior)  # no history: (0 + k * prior) / (0 + k)
+    features = features.assign(
+        sched_hour=features["hour"],
+        plane_age=features["year"] - features["plane_year"],
+        is_cancelled=features["dep_time"].isna(),
+        is_delayed=features["dep_delay"] > threshold,
+        **{PARTITION_COLUMN: MONTH},
+    )
+    columns = [
+        *KEY_COLUMNS, "sched_hour", "weekday", "is_holiday", "days_to_holiday", "distance", "dest", "plane_age",
+        *WEATHER_COLUMNS, "carrier_delay_rate", "route_delay_rate", "origin_hour_delay_rate", "is_cancelled",
+        "is_delayed", PARTITION_COLUMN,
+    ]  # fmt: skip
+    return features[columns].sort_values(list(KEY_COLUMNS), ignore_index=True)
+
+
+def measure(pipeline: str, workdir: Path, rows: int, batch_rows: int, timeout: int) -> dict:
+    """Run one pipeline in a fresh interpreter: its figures and peak RSS, or why it did not finish."""
+    run = workdir / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir()
+    if pipeline == "mlplatform":
+        shutil.copyfile(workdir / "prepared.duckdb", run / "mlplatform.duckdb")
+    command = [sys.executable, __file__, "--child", pipeline, "--workdir", str(workdir)]
+    command += ["--rows", str(rows), "--batch-rows", str(batch_rows)]
+    stdout, stderr = workdir / f"{pipeline}.stdout", workdir / f"{pipeline}.stderr"
+    start = time.perf_counter()
+    with stdout.open("w") as out, stderr.open("w") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err)
+        stopper = threading.Timer(timeout, process.kill)
+        stopper.start()
+        # wait4 gives this child's own resource usage, whichever way it ended.
+        _, status, usage = os.wait4(process.pid, 0)
+        stopper.cancel()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    peak = {"peak_rss_mb": usage.ru_maxrss / 1024}  # KiB on Linux
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        if elapsed >= timeout:
+            reason = f"stopped at the {timeout} s time limit"
+        elif process.returncode == -9:
+            reason = f"killed after {elapsed:.0f} s (out of memory?)"
+        else:
+            last = (stderr.read_text().strip().splitlines() or [""])[-1]
+            reason = f"exit status {process.returncode} after {elapsed:.0f} s: {last}"
+        return {"error": reason, **peak}
+    result = json.loads(stdout.read_text().strip().splitlines()[-1])
+    result["seconds"]["total"] = sum(result["seconds"].values())
+    result["rows_per_second"] = rows / result["seconds"]["total"]
+    return {**result, **peak}
+
+
+# --- Report ----------------------------------------------------------------------------------------------
+
+
+def results_table(rows: int, results: dict[str, dict]) -> str:
+    """A Markdown table of both pipelines' figures; "-" where a pipeline did not finish."""
+    figures = [
+        ("rows", lambda r: f"{rows:,}"),
+        *((f"{stage} (s)", lambda r, s=stage: f"{r['seconds'][s]:.1f}") for stage in (*STAGES, "total")),
+        ("rows/s", lambda r: f"{r['rows_per_second']:,.0f}"),
+        ("peak RSS (MB)", lambda r: f"{r['peak_rss_mb']:,.0f}"),
+        ("RSS after imports (MB)", lambda r: f"{r['imports_rss_mb']:,.0f}"),
+        ("quarantined rows", lambda r: f"{r['quarantined']:,}"),
+        *((name, lambda r, n=name: number(r["fingerprint"][n])) for name in FINGERPRINT),
+    ]
+    lines = ["| | mlplatform (DuckDB + pandera-polars) | pandas + pandera-pandas |", "|---|---:|---:|"]
+    for label, figure in figures:
+        values = [figure(r) if "error" not in r or label == "peak RSS (MB)" else "-" for r in results.values()]
+        lines.append(f"| {label} | {' | '.join(values)} |")
+    lines += [f"\n{name} did not finish: {r['error']}." for name, r in results.items() if "error" in r]
+    return "\n".join(lines)
+
+
+def number(value: float) -> str:
+    return f"{value:,.0f}" if value.is_integer() else f"{value:,.3f}"
+
+
+def comparison(results: dict[str, dict]) -> list[str]:
+    platform_result, pandas_result = results["mlplatform"], results["pandas"]
+    lines = []
+    if "error" not in platform_result:
+        speed = platform_result["rows_per_second"]
+        peak = platform_result["peak_rss_mb"]
+        lines.append(
+            f"- Target at least {TARGET_ROWS_PER_SECOND:,} rows/s end to end: "
+            f"{'met' if speed >= TARGET_ROWS_PER_SECOND else 'not met'} ({speed:,.0f} rows/s)."
+        )
+        lines.append(
+            f"- Target peak memory at most {TARGET_PEAK_MB / 1024:.0f} GB: "
+            f"{'met' if peak <= TARGET_PEAK_MB else 'not met'} ({peak:,.0f} MB)."
+        )
+    if "error" not in platform_result and "error" not in pandas_result:
+        speedup = platform_result["rows_per_second"] / pandas_result["rows_per_second"]
+        memory = pandas_result["peak_rss_mb"] / platform_result["peak_rss_mb"]
+        same = outputs_match(platform_result, pandas_result)
+        lines.append(
+            f"- mlplatform against pandas: {speedup:.2f}x the throughput, {memory:.2f}x less peak memory "
+            f"(pandas / mlplatform peak RSS). Outputs {'match' if same else 'DIFFER'}: same quarantined rows and "
+            "feature fingerprint (row and label counts, sums of every rate)."
+        )
+    return lines
+
+
+def outputs_match(a: dict, b: dict) -> bool:
+    return a["quarantined"] == b["quarantined"] and all(
+        math.isclose(a["fingerprint"][name], b["fingerprint"][name], rel_tol=1e-9) for name in FINGERPRINT
+    )
+
+
+def machine() -> dict[str, str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    total_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
+    versions = {name: metadata.version(name) for name in ("duckdb", "polars", "pandera", "pandas", "pyarrow")}
+    return {
+        "CPU": model or platform.processor(),
+        "cores (nproc)": str(len(os.sched_getaffinity(0))),
+        "RAM": f"{total_kb / 1024**2:.1f} GiB",
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+        **versions,
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def command_line() -> str:
+    def shown(path: str) -> str:
+        absolute = Path(path).absolute()
+        return str(absolute.relative_to(REPO)) if absolute.is_relative_to(REPO) else path
+
+    return shlex.join([shown(sys.executable), shown(sys.argv[0]), *sys.argv[1:]])
+
+
+def section(rows: int, batch_rows: int, results: dict[str, dict]) -> str:
+    environment = "\n".join(f"| {name} | {value} |" for name, value in machine().items())
+    return f"""## {SECTION}
+
+One monthly partition (2013-07) of flights from the raw landing file to `flight_features`, scaled to
+{rows:,} rows by resampling the real 2013 flights: each real row repeated about {rows / 336_776:.0f} times,
+`day` and `flight` drawn from a hash of the row number so natural keys stay mostly unique, `time_hour`
+following the new day, every other column its real value. The history behind the delay rates (real
+2013-01..2013-06 flights), the month's weather and the planes are real and loaded beforehand (not timed).
+
+- **mlplatform**: `load_raw_partition` -> `split_partition` (pandera-polars, {batch_rows:,}-row Arrow
+  batches) -> `build_features`, each on its own DuckDB connection with `memory_limit` {DUCKDB_MEMORY_LIMIT},
+  on a copy of the prepared warehouse file.
+- **pandas**: `read_parquet` with the contract's dtypes -> pandera-pandas validation (`lazy=True`, a schema
+  with the flights contract's columns, nullability and checks; duplicates of the natural key flagged as the
+  platform flags them) with valid and invalid rows split on the failure cases' index and written to
+  Parquet -> the same features in pandas (weather, planes and rate merges, holidays, labels) written to Parquet.
+
+Each pipeline runs in a fresh subprocess; peak RSS is that process's `ru_maxrss` (imports included).
+Stage times are wall seconds; rows/s is rows / total.
+
+Command (from the repository root):
+
+```
+{command_line()}
+```
+
+{results_table(rows, results)}
+
+{chr(10).join(comparison(results))}
+
+Machine:
+
+| | |
+|---|---|
+{environment}
+"""
+
+
+def write_docs(text: str) -> None:
+    """Replace this benchmark's section of docs/benchmarks.md, keeping every other section."""
+    existing = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    head, *sections = existing.split("\n## ")
+    sections = ["## " + part.rstrip() + "\n" for part in sections]
+    ours = [i for i, part in enumerate(sections) if part.startswith(f"## {SECTION}\n")]
+    if ours:
+        sections[ours[0]] = text
+    else:
+        sections.append(text)
+    DOCS.parent.mkdir(exist_ok=True)
+    DOCS.write_text(head.rstrip() + "\n\n" + "\n".join(sections))
+
+
+# --- Command line ----------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows in the scaled partition (default 10M)")
+    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one, removed after)")
+    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="split_partition's batch size")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds before a pipeline's run is stopped")
+    parser.add_argument("--write-docs", action="store_true", help=f"write the results into {DOCS.relative_to(REPO)}")
+    parser.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def child(args: argparse.Namespace) -> None:
+    imports_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    scaled = args.workdir / "scaled" / f"flights-{MONTH}-{args.rows}.parquet"
+    if args.child == "mlplatform":
+        result = run_mlplatform(args.workdir, scaled, args.batch_rows)
+    else:
+        result = run_pandas(args.workdir, scaled)
+    print(json.dumps({**result, "imports_rss_mb": imports_rss_mb}))
+
+
+def benchmark(args: argparse.Namespace, workdir: Path) -> None:
+    check_schema_parity()
+    start = time.perf_counter()
+    prepare(workdir)
+    build_scaled_partition(workdir, args.rows)
+    print(f"setup: {time.perf_counter() - start:.1f} s in {workdir}", file=sys.stderr)
+    results = {}
+    for pipeline in PIPELINES:
+        print(f"running {pipeline} on {args.rows:,} rows", file=sys.stderr)
+        results[pipeline] = measure(pipeline, workdir, args.rows, args.batch_rows, args.timeout)
+    print(results_table(args.rows, results))
+    print("\n".join(comparison(results)))
+    if args.write_docs:
+        write_docs(section(args.rows, args.batch_rows, results))
+        print(f"wrote {DOCS}", file=sys.stderr)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        child(args)
+    elif args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        benchmark(args, args.workdir.resolve())
+    else:
+        with tempfile.TemporaryDirectory(prefix="pipeline-throughput-") as scratch:
+            benchmark(args, Path(scratch))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""All of 2013, end to end, the way `mlplatform materialize` runs it."""
+
+import duckdb
+import pytest
+
+from mlplatform.cli import main
+
+pytestmark = pytest.mark.integration
+
+FLIGHTS_IN_2013 = 336_776
+
+
+@pytest.fixture(scope="module")
+def full_year(tmp_path_factory, seeded_landing):
+    import shutil
+
+    root = tmp_path_factory.mktemp("full_year")
+    shutil.copytree(seeded_landing, root / "data" / "landing")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLPLATFORM_DATA_DIR", str(root / "data"))
+        patch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+        assert main(["materialize"]) == 0
+        yield root / "data" / "warehouse.duckdb"
+
+
+def _count(warehouse, query):
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(query).fetchall()
+
+
+def test_every_real_flight_is_loaded_and_accounted_for(full_year):
+    [(raw, clean, quarantined, months)] = _count(
+        full_year,
+        "SELECT (SELECT count(*) FROM raw_flights), (SELECT count(*) FROM clean_flights), "
+        "(SELECT count(*) FROM flights_quarantine), (SELECT count(DISTINCT partition_month) FROM raw_flights)",
+    )
+    assert raw == FLIGHTS_IN_2013 and clean + quarantined == FLIGHTS_IN_2013 and months == 12
+
+
+def test_features_cover_every_clean_flight_each_month(full_year):
+    mismatched = _count(
+        full_year,
+        "SELECT c.partition_month FROM (SELECT partition_month, count(*) AS n FROM clean_flights GROUP BY 1) c "
+        "JOIN (SELECT partition_month, count(*) AS n FROM flight_features GROUP BY 1) f USING (partition_month) "
+        "WHERE c.n <> f.n",
+    )
+    assert mismatched == []
+
+
+def test_the_real_seasonal_drift_is_visible(full_year):
+    rates = dict(_count(full_year, "SELECT month, avg(is_delayed::DOUBLE) FROM flight_features GROUP BY 1"))
+    assert rates[7] > 0.28 and rates[10] < 0.16 and len(rates) == 12
