@@ -37,7 +37,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,35 +117,47 @@ def build_scaled_partition(workdir: Path, rows: int) -> Path:
     with duckdb.connect() as con:
         for source_month in SOURCE_MONTHS:
             load_raw_partition(con, FLIGHTS, source_month, monthly_file(workdir / "landing", "flights", source_month))
+        # The rows sharing (carrier, origin, sched_dep_time) are numbered 0, 1, ... across all copies, and that
+        # number picks the day and the flight number: no two rows share a natural key.
         con.execute(
-            "CREATE TABLE source AS SELECT row_number() OVER (ORDER BY partition_month, year, month, day, "
-            "sched_dep_time, carrier, flight, origin) - 1 AS source_row, * FROM raw_flights"
+            """
+            CREATE TABLE source AS SELECT
+                row_number() OVER (ORDER BY partition_month, day, sched_dep_time, carrier, flight, origin) - 1
+                    AS source_row,
+                row_number() OVER (PARTITION BY carrier, origin, sched_dep_time ORDER BY partition_month, day, flight)
+                    - 1 AS slot,
+                count(*) OVER (PARTITION BY carrier, origin, sched_dep_time) AS slots,
+                (hash(carrier, origin, sched_dep_time) % 9999)::BIGINT AS key_offset,
+                *
+            FROM raw_flights
+            """
         )
+        source_rows = con.execute("SELECT count(*) FROM source").fetchall()[0][0]
         columns = ", ".join(
             {
-                "year": f"{year} AS year",
-                "month": f"{month} AS month",
-                "day": "g.day",
-                "flight": "g.flight",
+                "year": f"{year}::BIGINT AS year",
+                "month": f"{month}::BIGINT AS month",
                 # The scheduled hour, local to New York, as a UTC instant: what the real files hold.
-                "time_hour": f"timezone('America/New_York', make_timestamp({year}, {month}, g.day, s.hour, 0, 0)) "
+                "time_hour": f"timezone('America/New_York', make_timestamp({year}, {month}, day, hour, 0, 0)) "
                 "AS time_hour",
-            }.get(name, f"s.{name}")
+            }.get(name, name)
             for name in FLIGHTS.columns
         )
         con.execute(
             f"""
             COPY (
-                SELECT {columns}
-                FROM (
-                    SELECT i, (1 + hash(i, 'day') % 31)::BIGINT AS day, (1 + hash(i, 'flight') % 9999)::BIGINT AS flight
-                    FROM range($rows) AS r(i)
-                ) AS g
-                JOIN source AS s ON s.source_row = g.i % (SELECT count(*) FROM source)
-                ORDER BY g.day, s.dep_time NULLS LAST, g.i
+                WITH numbered AS (
+                    SELECT r.i, s.* EXCLUDE (day, flight), (r.i // $source_rows) * s.slots + s.slot AS number
+                    FROM range($rows) AS r(i) JOIN source AS s ON s.source_row = r.i % $source_rows
+                ),
+                scaled AS (
+                    SELECT *, 1 + (key_offset + number) % 31 AS day, 1 + (key_offset + number // 31) % 9999 AS flight
+                    FROM numbered
+                )
+                SELECT {columns} FROM scaled ORDER BY day, dep_time NULLS LAST, i
             ) TO {sql_string(target)} (FORMAT parquet)
             """,
-            {"rows": rows},
+            {"rows": rows, "source_rows": source_rows},
         )
     return target
 
@@ -377,7 +388,7 @@ def pandas_features(flights, inputs: Path, params: FeatureParams):
 
 
 def measure(pipeline: str, workdir: Path, rows: int, batch_rows: int, timeout: int) -> dict:
-    """Run one pipeline in a fresh interpreter: its figures and peak RSS, or why it did not finish."""
+    """Run one pipeline in a fresh interpreter: its figures, or why it did not finish."""
     run = workdir / "run"
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir()
@@ -386,17 +397,17 @@ def measure(pipeline: str, workdir: Path, rows: int, batch_rows: int, timeout: i
     command = [sys.executable, __file__, "--child", pipeline, "--workdir", str(workdir)]
     command += ["--rows", str(rows), "--batch-rows", str(batch_rows)]
     stdout, stderr = workdir / f"{pipeline}.stdout", workdir / f"{pipeline}.stderr"
-    start = time.perf_counter()
+    start = time.monotonic()
+    peak = 0.0  # sampled here too, for a run that is killed before it can report its own
     with stdout.open("w") as out, stderr.open("w") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err)
-        stopper = threading.Timer(timeout, process.kill)
-        stopper.start()
-        # wait4 gives this child's own resource usage, whichever way it ended.
-        _, status, usage = os.wait4(process.pid, 0)
-        stopper.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    peak = {"peak_rss_mb": usage.ru_maxrss / 1024}  # KiB on Linux
-    elapsed = time.perf_counter() - start
+        while process.poll() is None and time.monotonic() - start < timeout:
+            peak = max(peak, peak_rss_mb(str(process.pid)))
+            time.sleep(0.2)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    elapsed = time.monotonic() - start
     if process.returncode != 0:
         if elapsed >= timeout:
             reason = f"stopped at the {timeout} s time limit"
@@ -405,11 +416,23 @@ def measure(pipeline: str, workdir: Path, rows: int, batch_rows: int, timeout: i
         else:
             last = (stderr.read_text().strip().splitlines() or [""])[-1]
             reason = f"exit status {process.returncode} after {elapsed:.0f} s: {last}"
-        return {"error": reason, **peak}
+        return {"error": reason, "peak_rss_mb": peak}
     result = json.loads(stdout.read_text().strip().splitlines()[-1])
     result["seconds"]["total"] = sum(result["seconds"].values())
     result["rows_per_second"] = rows / result["seconds"]["total"]
-    return {**result, **peak}
+    return result
+
+
+def peak_rss_mb(pid: str = "self") -> float:
+    """A process's peak resident memory since it started (VmHWM); 0 once it has exited.
+
+    Not ``ru_maxrss``: on Linux that carries over the spawning parent's peak through fork and exec.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0.0)
 
 
 # --- Report ----------------------------------------------------------------------------------------------
@@ -421,6 +444,7 @@ def results_table(rows: int, results: dict[str, dict]) -> str:
         ("rows", lambda r: f"{rows:,}"),
         *((f"{stage} (s)", lambda r, s=stage: f"{r['seconds'][s]:.1f}") for stage in (*STAGES, "total")),
         ("rows/s", lambda r: f"{r['rows_per_second']:,.0f}"),
+        ("CPU time, user + system (s)", lambda r: f"{r['cpu_seconds']:.1f}"),
         ("peak RSS (MB)", lambda r: f"{r['peak_rss_mb']:,.0f}"),
         ("RSS after imports (MB)", lambda r: f"{r['imports_rss_mb']:,.0f}"),
         ("quarantined rows", lambda r: f"{r['quarantined']:,}"),
@@ -483,6 +507,7 @@ def machine() -> dict[str, str]:
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         **versions,
+        "load average before the run (1, 5, 15 min)": ", ".join(f"{load:.2f}" for load in os.getloadavg()),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -495,8 +520,8 @@ def command_line() -> str:
     return shlex.join([shown(sys.executable), shown(sys.argv[0]), *sys.argv[1:]])
 
 
-def section(rows: int, batch_rows: int, results: dict[str, dict]) -> str:
-    environment = "\n".join(f"| {name} | {value} |" for name, value in machine().items())
+def section(rows: int, batch_rows: int, results: dict[str, dict], environment: dict[str, str]) -> str:
+    environment_rows = "\n".join(f"| {name} | {value} |" for name, value in environment.items())
     return f"""## {SECTION}
 
 One monthly partition (2013-07) of flights from the raw landing file to `flight_features`, scaled to
@@ -513,7 +538,8 @@ following the new day, every other column its real value. The history behind the
   platform flags them) with valid and invalid rows split on the failure cases' index and written to
   Parquet -> the same features in pandas (weather, planes and rate merges, holidays, labels) written to Parquet.
 
-Each pipeline runs in a fresh subprocess; peak RSS is that process's `ru_maxrss` (imports included).
+Each pipeline runs in a fresh subprocess; peak RSS is that process's `VmHWM` (imports included; `ru_maxrss`
+would carry over the parent's peak through fork and exec).
 Stage times are wall seconds; rows/s is rows / total.
 
 Command (from the repository root):
@@ -530,7 +556,7 @@ Machine:
 
 | | |
 |---|---|
-{environment}
+{environment_rows}
 """
 
 
@@ -563,16 +589,19 @@ def parse_args() -> argparse.Namespace:
 
 
 def child(args: argparse.Namespace) -> None:
-    imports_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    imports_rss_mb = peak_rss_mb()
     scaled = args.workdir / "scaled" / f"flights-{MONTH}-{args.rows}.parquet"
     if args.child == "mlplatform":
         result = run_mlplatform(args.workdir, scaled, args.batch_rows)
     else:
         result = run_pandas(args.workdir, scaled)
-    print(json.dumps({**result, "imports_rss_mb": imports_rss_mb}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_seconds = usage.ru_utime + usage.ru_stime
+    print(json.dumps({**result, "peak_rss_mb": peak_rss_mb(), "imports_rss_mb": imports_rss_mb, "cpu_seconds": cpu_seconds}))
 
 
 def benchmark(args: argparse.Namespace, workdir: Path) -> None:
+    environment = machine()
     check_schema_parity()
     start = time.perf_counter()
     prepare(workdir)
@@ -585,7 +614,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> None:
     print(results_table(args.rows, results))
     print("\n".join(comparison(results)))
     if args.write_docs:
-        write_docs(section(args.rows, args.batch_rows, results))
+        write_docs(section(args.rows, args.batch_rows, results, environment))
         print(f"wrote {DOCS}", file=sys.stderr)
 
 

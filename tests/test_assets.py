@@ -140,9 +140,7 @@ def test_a_bad_reference_row_fails_its_blocking_check(data_dir, instance):
     planes = data_dir / "landing" / "reference" / "planes.csv"
     lines = planes.read_text().splitlines()
     planes.write_text("\n".join([*lines, lines[1]]) + "\n")
-    result = dg.materialize(
-        REFERENCE_ASSETS, instance=instance, resources=resources_for("local"), raise_on_error=False
-    )
+    result = dg.materialize(REFERENCE_ASSETS, instance=instance, resources=resources_for("local"), raise_on_error=False)
     contract = _checks(result)[("planes", "contract")]
     assert not contract.passed and "natural_key:duplicate" in contract.metadata["violations"].value
     assert not result.success

@@ -14,7 +14,10 @@ def dagster_home(tmp_path, monkeypatch):
 def test_seed_fills_the_configured_landing_zone(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path / "data"))
     assert main(["seed", "--months", "2013-01..2013-02"]) == 0
-    assert sorted(p.name for p in (tmp_path / "data" / "landing" / "flights").iterdir()) == ["2013-01.csv", "2013-02.csv"]
+    assert sorted(p.name for p in (tmp_path / "data" / "landing" / "flights").iterdir()) == [
+        "2013-01.csv",
+        "2013-02.csv",
+    ]
     assert "7 files written" in capsys.readouterr().out
 
 
