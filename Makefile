@@ -3,6 +3,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# DVC gets its own environment: its hydra-core pins antlr4-python3-runtime 4.9, which breaks Dagster's
+# asset-selection parser (4.13). Its `dvc` program is linked into .venv/bin. DVC_EXTRAS=s3 adds a remote kind.
+DVC_VENV := .dvcenv
+DVC_EXTRAS ?=
+DVC_INSTALLED := $(DVC_VENV)/.installed
 export MLPLATFORM_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 HOST ?= 127.0.0.1
@@ -10,7 +15,7 @@ PORT ?= 3000
 
 .PHONY: install seed materialize run test benchmark clean
 
-install: $(INSTALLED)
+install: $(INSTALLED) $(DVC_INSTALLED)
 
 # The lock pins every package; the project itself is installed without touching those pins.
 $(INSTALLED): requirements.lock pyproject.toml
@@ -21,11 +26,20 @@ $(INSTALLED): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+$(DVC_INSTALLED): requirements-dvc.lock $(INSTALLED)
+	$(PYTHON) -m venv $(DVC_VENV)
+	$(DVC_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DVC_VENV)/bin/python -m pip install --quiet -r requirements-dvc.lock
+	$(if $(DVC_EXTRAS),$(DVC_VENV)/bin/python -m pip install --quiet "dvc[$(DVC_EXTRAS)]==$$(grep '^dvc==' requirements-dvc.lock | cut -d= -f3)")
+	ln -sf $(CURDIR)/$(DVC_VENV)/bin/dvc $(BIN)/dvc
+	touch $@
+
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-seed: install
+seed: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/mlplatform init
 	$(BIN)/mlplatform seed
 
 materialize: install $(DAGSTER_HOME)/dagster.yaml
@@ -41,4 +55,4 @@ benchmark: install
 	$(BIN)/python benchmarks/pipeline_throughput.py
 
 clean:
-	rm -rf $(VENV) .dagster data .pytest_cache .coverage
+	rm -rf $(VENV) $(DVC_VENV) .dagster data .pytest_cache .coverage

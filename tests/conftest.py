@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +25,18 @@ def seeded_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def landing(seeded_landing: Path, tmp_path: Path) -> Path:
+def project(tmp_path: Path) -> Path:
+    """A temp git repository, as a clone of the project would be: the DVC repository holding the data folder."""
+    root = tmp_path / "project"
+    root.mkdir()
+    subprocess.run(["git", "init", "--quiet", str(root)], check=True)
+    return root
+
+
+@pytest.fixture
+def landing(seeded_landing: Path, project: Path) -> Path:
     """A private copy of the seeded landing zone that a test may change."""
-    copy = tmp_path / "data" / "landing"
+    copy = project / "data" / "landing"
     shutil.copytree(seeded_landing, copy)
     return copy
 

@@ -50,3 +50,15 @@ def test_features_cover_every_clean_flight_each_month(full_year):
 def test_the_real_seasonal_drift_is_visible(full_year):
     rates = dict(_count(full_year, "SELECT month, avg(is_delayed::DOUBLE) FROM flight_features GROUP BY 1"))
     assert rates[7] > 0.28 and rates[10] < 0.16 and len(rates) == 12
+
+
+def test_every_month_has_its_own_version_in_the_remote(full_year):
+    import dagster as dg
+
+    from mlplatform.catalog import recorded_versions
+
+    with dg.DagsterInstance.get() as instance:
+        versions = recorded_versions(instance, "clean_flights")
+    assert sorted(version.partition for version in versions) == [f"2013-{m:02d}" for m in range(1, 13)]
+    remote = full_year.parent / "dvc-remote" / "files" / "md5"
+    assert all((remote / v.md5[:2] / v.md5[2:]).exists() for v in versions)

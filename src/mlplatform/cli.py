@@ -24,7 +24,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="materialize every asset for every partition, in dependency order, on the configured Dagster instance",
     )
     materialize.add_argument("--months", default=ALL_MONTHS, help=f"months to run (default {ALL_MONTHS})")
+    commands.add_parser("init", help="create the Dagster home and the DVC repository with its default remote")
+    versions = commands.add_parser("versions", help="list the DVC versions the Dagster event log records")
+    versions.add_argument("asset")
+    versions.add_argument("--partition")
+    restore = commands.add_parser("restore", help="bring a version back from DVC and load it into the warehouse")
+    restore.add_argument("asset")
+    restore.add_argument("--version", required=True, help="the version's md5 (see `mlplatform versions`)")
+    restore.add_argument("--partition")
     args = parser.parse_args(argv)
+    if args.command == "init":
+        return _init()
+    if args.command == "versions":
+        return _versions(args.asset, args.partition)
+    if args.command == "restore":
+        return _restore(args.asset, args.version, args.partition)
     try:
         months = parse_month_spec(args.months)
     except ValueError as error:
@@ -49,6 +63,58 @@ def prepare_dagster_home() -> Path:
     if not (home / "dagster.yaml").exists() and shipped.exists():
         shutil.copyfile(shipped, home / "dagster.yaml")
     return home
+
+
+def _init() -> int:
+    from mlplatform.resources import resources_for
+
+    home = prepare_dagster_home()
+    repo = resources_for()["dvc"].repo()
+    repo.ensure_initialised()
+    print(f"Dagster home {home}; DVC repository {repo.root} with default remote {repo.remote_url}")
+    return 0
+
+
+def _versions(asset: str, partition: str | None) -> int:
+    prepare_dagster_home()
+    from dagster import DagsterInstance
+
+    from mlplatform.catalog import recorded_versions
+
+    with DagsterInstance.get() as instance:
+        versions = recorded_versions(instance, asset, partition)
+    if not versions:
+        print(f"no recorded versions of {asset}{f' [{partition}]' if partition else ''}", file=sys.stderr)
+        return 1
+    print("partition  md5                               recorded at (UTC)    run id")
+    for version in versions:
+        when = version.recorded_at.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{version.partition or '-':<10} {version.md5}  {when}  {version.run_id}")
+    return 0
+
+
+def _restore(asset: str, md5: str, partition: str | None) -> int:
+    prepare_dagster_home()
+    from dagster import DagsterInstance
+
+    from mlplatform.catalog import recorded_versions
+    from mlplatform.resources import resources_for
+    from mlplatform.warehouse import replace_from_parquet
+
+    with DagsterInstance.get() as instance:
+        matches = [version for version in recorded_versions(instance, asset, partition) if version.md5 == md5]
+    if not matches:
+        print(f"{asset}: no recorded version {md5}; `mlplatform versions {asset}` lists them", file=sys.stderr)
+        return 1
+    version = matches[0]
+    resources = resources_for()
+    restored = resources["dvc"].repo().restore(md5, version.path.rsplit("/", 1)[-1])
+    with resources["duckdb"].get_connection() as con:
+        rows = replace_from_parquet(con, asset, version.partition, restored)
+    where = f" [{version.partition}]" if version.partition else ""
+    print(f"{asset}{where}: version {md5} restored to {restored} and loaded into the warehouse ({rows} rows)")
+    print("re-materialize downstream assets to rebuild them on it")
+    return 0
 
 
 def _materialize(months: list[str]) -> int:

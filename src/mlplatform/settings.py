@@ -31,6 +31,21 @@ class Paths:
     def warehouse(self) -> Path:
         return self.data_dir / "warehouse.duckdb"
 
+    @property
+    def versions_dir(self) -> Path:
+        """Exported versions, tracked by DVC."""
+        return self.data_dir / "versions"
+
+    @property
+    def dvc_remote(self) -> Path:
+        """The default DVC remote: a local folder, until a cloud remote is configured."""
+        return self.data_dir / "dvc-remote"
+
+    @property
+    def dvc_root(self) -> Path:
+        """The DVC repository: the folder holding the data folder (the project, by default)."""
+        return self.data_dir.parent
+
     @classmethod
     def from_env(cls) -> Paths:
         return cls(Path(os.environ.get(DATA_DIR_ENV, "data")).resolve())

@@ -78,6 +78,21 @@ def load_reference(con: duckdb.DuckDBPyConnection, contract: Contract, path: Pat
     return con.execute(f"SELECT count(*) FROM {contract.name}").fetchall()[0][0]
 
 
+def replace_from_parquet(con: duckdb.DuckDBPyConnection, table: str, month: str | None, path: Path) -> int:
+    """Replace ``table`` (one month of it, if given) with the rows of an exported version, atomically."""
+    where = f"WHERE {PARTITION_COLUMN} = $month" if month else ""
+    params = {"month": month} if month else {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {table} {where}", params)
+        con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet({sql_string(path)})")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return con.execute(f"SELECT count(*) FROM {table} {where}", params).fetchall()[0][0]
+
+
 def content_hash(con: duckdb.DuckDBPyConnection, table: str, month: str | None = None) -> str:
     """An order-independent hash of a table's rows (of one month, if given): equal data, equal hash."""
     where = f"WHERE {PARTITION_COLUMN} = $month" if month else ""

@@ -13,7 +13,9 @@ import structlog
 from mlplatform.contracts import Contract, Field
 from mlplatform.logs import get_logger
 from mlplatform.quality import Verdict
+from mlplatform.resources.dvc import DVCResource
 from mlplatform.settings import FIRST_MONTH, LAST_MONTH, next_month
+from mlplatform.versioning import export_table
 from mlplatform.warehouse import content_hash, partition_row_count
 
 MONTHLY = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, end_date=next_month(LAST_MONTH), fmt="%Y-%m")
@@ -53,6 +55,34 @@ def table_metadata(
         "dagster/table_name": table,
         "content_hash": content_hash(con, table, month),
     }
+
+
+def versioned(
+    con: duckdb.DuckDBPyConnection, dvc: DVCResource, table: str, month: str | None
+) -> tuple[dict[str, object], dg.DataVersion]:
+    """Export ``table`` (one month of it) as deterministic Parquet and track it with DVC.
+
+    Returns the version's metadata and its md5 as the Dagster data version, so a downstream
+    materialization's ``dagster/input_data_version`` tags name the exact upstream file.
+    """
+    repo = dvc.repo()
+    version = repo.track(export_table(con, table, month, repo.version_path(table, month)))
+    metadata: dict[str, object] = {"dvc/md5": version.md5, "dvc/path": version.path, "dvc/remote": version.remote}
+    if version.git_revision:
+        metadata["dvc/git_revision"] = version.git_revision
+    return metadata, dg.DataVersion(version.md5)
+
+
+def recorded_md5s(instance: dg.DagsterInstance, asset: str, partitions: list[str]) -> dict[str, str]:
+    """The DVC md5 of the latest materialization of each given partition of ``asset``, keyed ``asset[partition]``."""
+    versions = {}
+    for partition in partitions:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+        ).records
+        if records and "dvc/md5" in records[0].asset_materialization.metadata:
+            versions[f"{asset}[{partition}]"] = records[0].asset_materialization.metadata["dvc/md5"].value
+    return versions
 
 
 def _column(name: str, column_type: str, spec: Field | None) -> dg.TableColumn:

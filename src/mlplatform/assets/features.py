@@ -3,9 +3,18 @@
 import dagster as dg
 from pydantic import Field
 
-from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, run_logger, table_metadata
-from mlplatform.features import COLUMN_LINEAGE, DEFAULT_PARAMS, FEATURES_TABLE, FeatureParams, build_features
+from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, recorded_md5s, run_logger, table_metadata, versioned
+from mlplatform.features import (
+    COLUMN_LINEAGE,
+    DEFAULT_PARAMS,
+    FEATURES_TABLE,
+    FeatureParams,
+    build_features,
+    history_start,
+)
+from mlplatform.resources.dvc import DVCResource
 from mlplatform.resources.warehouse import Warehouse
+from mlplatform.settings import FIRST_MONTH, month_range
 
 # The dependency on earlier months is declared, so a backfill builds a month only after its history.
 MAX_LOOKBACK_MONTHS = 12
@@ -54,7 +63,7 @@ def _column_lineage() -> dg.TableColumnLineage:
         "planes",
     ],
 )
-def flight_features(context: dg.AssetExecutionContext, config: FeatureConfig, duckdb: Warehouse):
+def flight_features(context: dg.AssetExecutionContext, config: FeatureConfig, duckdb: Warehouse, dvc: DVCResource):
     """One row per scheduled flight of the month: schedule, calendar (weekday, US holidays), route,
     aircraft age, the weather at the origin in the scheduled hour, and carrier, route and origin-hour
     delay rates computed only from earlier months. Label ``is_delayed``: departure more than 15 minutes
@@ -68,12 +77,24 @@ def flight_features(context: dg.AssetExecutionContext, config: FeatureConfig, du
             f"SELECT avg(is_delayed::DOUBLE), avg(is_cancelled::DOUBLE) FROM {FEATURES_TABLE} WHERE partition_month = ?"
         )
         delay_rate, cancelled_share = con.execute(rates, [month]).fetchall()[0]
+        version, data_version = versioned(con, dvc, FEATURES_TABLE, month)
+        history = [m for m in month_range(history_start(month, params.lookback_months), month) if m >= FIRST_MONTH]
+        inputs = {
+            **recorded_md5s(context.instance, "clean_flights", history),
+            **recorded_md5s(context.instance, "clean_weather", [month]),
+        }
+        log.info("features versioned", **version)
         return dg.MaterializeResult(
+            data_version=data_version,
             metadata={
                 **table_metadata(con, FEATURES_TABLE, month),
+                **version,
+                # Dagster's input data version of a partitioned dependency is a hash over its partitions'
+                # versions; this names each upstream file the features were built from.
+                "dvc/inputs": dg.MetadataValue.json(inputs),
                 "dagster/column_lineage": _column_lineage(),
                 "delay_rate": delay_rate or 0.0,
                 "cancelled_share": cancelled_share or 0.0,
                 "lookback_months": params.lookback_months,
-            }
+            },
         )

@@ -3,9 +3,10 @@
 import dagster as dg
 from pydantic import Field
 
-from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, check_result, run_logger, table_metadata
+from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, check_result, run_logger, table_metadata, versioned
 from mlplatform.contracts import FLIGHTS, WEATHER, Contract
 from mlplatform.quality import natural_key_unique, quarantine_share, row_conservation
+from mlplatform.resources.dvc import DVCResource
 from mlplatform.resources.warehouse import Warehouse
 from mlplatform.validation import split_partition
 from mlplatform.warehouse import clean_table, quarantine_table, raw_table
@@ -64,12 +65,18 @@ def validated_assets(contract: Contract) -> dg.AssetsDefinition:
             ),
         ],
     )
-    def validate(context: dg.AssetExecutionContext, config: ValidationConfig, duckdb: Warehouse):
+    def validate(context: dg.AssetExecutionContext, config: ValidationConfig, duckdb: Warehouse, dvc: DVCResource):
         month = context.partition_key
         with run_logger(context) as log, duckdb.get_connection() as con:
             counts = split_partition(con, contract, month)
             log.info("partition validated", raw=counts.raw, clean=counts.clean, quarantined=counts.quarantined)
-            yield dg.MaterializeResult(asset_key=clean, metadata=table_metadata(con, clean, month, contract))
+            version, data_version = versioned(con, dvc, clean, month)
+            log.info("clean partition versioned", **version)
+            yield dg.MaterializeResult(
+                asset_key=clean,
+                metadata={**table_metadata(con, clean, month, contract), **version},
+                data_version=data_version,
+            )
             yield dg.MaterializeResult(asset_key=quarantine, metadata=table_metadata(con, quarantine, month, contract))
             yield check_result(
                 row_conservation(con, contract, month), ROW_CONSERVATION, clean, dg.AssetCheckSeverity.ERROR

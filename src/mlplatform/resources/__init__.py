@@ -11,11 +11,14 @@ import os
 
 import dagster as dg
 
+from mlplatform.resources.dvc import DVCResource
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.warehouse import Warehouse
 from mlplatform.settings import Paths
 
 ENVIRONMENT_ENV = "MLPLATFORM_ENV"
+# Any DVC remote URL (s3://bucket/path, gs://..., a folder); locally it defaults to data/dvc-remote.
+DVC_REMOTE_ENV = "MLPLATFORM_DVC_REMOTE_URL"
 # Bounds DuckDB's own memory; larger work spills to disk instead of growing the process.
 DUCKDB_MEMORY_LIMIT = "1GB"
 
@@ -27,6 +30,11 @@ def resources_for(environment: str | None = None) -> dict[str, dg.ConfigurableRe
         return {
             "duckdb": Warehouse(database=str(paths.warehouse), connection_config={"memory_limit": DUCKDB_MEMORY_LIMIT}),
             "landing": LandingZone(path=str(paths.landing_dir)),
+            "dvc": DVCResource(
+                repo_dir=str(paths.dvc_root),
+                versions_dir=str(paths.versions_dir),
+                remote_url=os.environ.get(DVC_REMOTE_ENV, str(paths.dvc_remote)),
+            ),
         }
     if environment == "production":
         return {
@@ -35,5 +43,10 @@ def resources_for(environment: str | None = None) -> dict[str, dg.ConfigurableRe
                 connection_config={"memory_limit": DUCKDB_MEMORY_LIMIT},
             ),
             "landing": LandingZone(path=dg.EnvVar("MLPLATFORM_LANDING_DIR")),
+            "dvc": DVCResource(
+                repo_dir=dg.EnvVar("MLPLATFORM_DVC_REPO"),
+                versions_dir=dg.EnvVar("MLPLATFORM_DVC_VERSIONS_DIR"),
+                remote_url=dg.EnvVar(DVC_REMOTE_ENV),
+            ),
         }
     raise ValueError(f"{ENVIRONMENT_ENV} must be 'local' or 'production', not {environment!r}")

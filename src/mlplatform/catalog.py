@@ -1,0 +1,44 @@
+"""Data versions as the Dagster event log records them: what `mlplatform versions` and `restore` read."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+
+MAX_VERSIONS = 10_000
+
+
+@dataclass(frozen=True)
+class RecordedVersion:
+    asset: str
+    partition: str | None
+    md5: str
+    path: str
+    run_id: str
+    recorded_at: dt.datetime
+
+
+def recorded_versions(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> list[RecordedVersion]:
+    """Every DVC version of ``asset`` (one partition of it, if given) that a materialization recorded, newest first."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=MAX_VERSIONS,
+    ).records
+    versions = []
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is None or "dvc/md5" not in materialization.metadata:
+            continue
+        versions.append(
+            RecordedVersion(
+                asset=asset,
+                partition=materialization.partition,
+                md5=materialization.metadata["dvc/md5"].value,
+                path=materialization.metadata["dvc/path"].value,
+                run_id=record.run_id,
+                recorded_at=dt.datetime.fromtimestamp(record.timestamp, tz=dt.UTC),
+            )
+        )
+    return versions

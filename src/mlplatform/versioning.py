@@ -1,0 +1,133 @@
+"""Data versions with DVC, driven through its command line.
+
+DVC lives in its own environment (its hydra-core pins an antlr runtime that breaks Dagster's asset-selection
+parser), so the platform never imports it: every call goes through :class:`DVCRepo`, which runs the ``dvc``
+program with ``--wait-for-lock`` and analytics off, and turns a failure into :class:`DVCError` quoting DVC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from mlplatform.sql import sql_string
+
+VERSIONS_FOLDER = "versions"
+RESTORE_FOLDER = ".restore"
+
+
+class DVCError(RuntimeError):
+    """A DVC command failed; the message quotes what DVC said."""
+
+
+@dataclass(frozen=True)
+class Version:
+    md5: str
+    path: str  # relative to the DVC repository
+    remote: str
+    git_revision: str | None
+
+
+@dataclass(frozen=True)
+class DVCRepo:
+    root: Path
+    executable: str
+    remote_url: str
+    versions_dir: Path  # inside root: where exported versions are tracked
+
+    def version_path(self, asset: str, partition: str | None) -> Path:
+        return self.versions_dir / asset / f"{partition or asset}.parquet"
+
+    def run(self, *args: str) -> str:
+        command = [self.executable, "--wait-for-lock", *args]
+        env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+        try:
+            done = subprocess.run(command, cwd=self.root, env=env, capture_output=True, text=True, check=False)
+        except FileNotFoundError:
+            raise DVCError(f"the dvc program was not found at {self.executable!r}: run `make install`") from None
+        if done.returncode:
+            said = (done.stderr or done.stdout).strip()
+            raise DVCError(f"`dvc {' '.join(args)}` failed in {self.root} (exit {done.returncode}): {said}")
+        return done.stdout
+
+    @property
+    def in_git(self) -> bool:
+        return _git(self.root, "rev-parse", "--show-toplevel") is not None
+
+    def ensure_initialised(self) -> None:
+        """``dvc init`` (inside git when the repository is one) with the default remote, once."""
+        if not (self.root / ".dvc").is_dir():
+            self.run("init", "--quiet", *(() if self.in_git else ("--no-scm",)))
+            self.run("config", "core.analytics", "false")
+        # The remote is machine-local configuration (.dvc/config.local, which DVC keeps out of git).
+        if self._local_config("remote.default.url") != self.remote_url:
+            self.run("remote", "add", "--local", "--default", "--force", "default", self.remote_url)
+
+    def _local_config(self, name: str) -> str | None:
+        try:
+            return self.run("config", "--local", name).strip()
+        except DVCError:  # not set
+            return None
+
+    def track(self, path: Path) -> Version:
+        """Record ``path``'s current bytes in the cache and the remote; returns that version."""
+        self.ensure_initialised()
+        relative = path.resolve().relative_to(self.root.resolve())
+        self.run("add", "--quiet", str(relative))
+        md5 = read_md5(self.root / f"{relative}.dvc")
+        self.run("push", "--quiet", f"{relative}.dvc")
+        revision = _git(self.root, "rev-parse", "HEAD")
+        return Version(md5=md5, path=relative.as_posix(), remote=self.remote_url, git_revision=revision)
+
+    def restore(self, md5: str, name: str) -> Path:
+        """Bring back the bytes of version ``md5`` from the cache or, failing that, the remote."""
+        self.ensure_initialised()
+        folder = self.versions_dir / RESTORE_FOLDER / md5
+        folder.mkdir(parents=True, exist_ok=True)
+        pointer = folder / f"{name}.dvc"
+        pointer.write_text(yaml.safe_dump({"outs": [{"md5": md5, "hash": "md5", "path": name}]}))
+        self.run("pull", "--quiet", str(pointer.relative_to(self.root)))
+        restored = folder / name
+        if file_md5(restored) != md5:
+            raise DVCError(f"restored {restored} does not match version {md5}")
+        return restored
+
+
+def read_md5(dvc_file: Path) -> str:
+    return yaml.safe_load(dvc_file.read_text())["outs"][0]["md5"]
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def export_table(con: duckdb.DuckDBPyConnection, table: str, month: str | None, target: Path) -> Path:
+    """Write ``table`` (one month of it, if given) as Parquet with deterministic bytes: same rows, same md5.
+
+    Rows are sorted on every column, so neither insertion order nor DuckDB's threads change the file.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(target.name + ".tmp")
+    where = f"WHERE partition_month = {sql_string(month)}" if month else ""
+    query = f"SELECT * FROM {table} {where} ORDER BY ALL"
+    con.execute(f"COPY ({query}) TO {sql_string(scratch)} (FORMAT parquet, COMPRESSION zstd)")
+    os.replace(scratch, target)
+    return target
