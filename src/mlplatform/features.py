@@ -110,7 +110,7 @@ def build_features(con: duckdb.DuckDBPyConnection, month: str, params: FeaturePa
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(f"DELETE FROM {FEATURES_TABLE} WHERE {PARTITION_COLUMN} = ?", [month])
-            con.execute(f"INSERT INTO {FEATURES_TABLE} {select} ORDER BY {', '.join(KEY_COLUMNS)}", args)
+            con.execute(f"INSERT INTO {FEATURES_TABLE} {select}", args)
         except BaseException:
             con.execute("ROLLBACK")
             raise
