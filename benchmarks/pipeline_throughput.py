@@ -3,9 +3,9 @@
 Setup (not timed): seed the real landing zone in a scratch folder, load and validate the real flights of
 2013-01..2013-06 (the history the delay rates are computed from), the weather of 2013-07 and the planes into
 a DuckDB file, and write a scaled flights landing file for 2013-07 by resampling the real 2013 flight rows in
-DuckDB SQL. Every real row is repeated about ``rows / 336,776`` times; ``day`` and ``flight`` are drawn from
-a hash of the row number (so natural keys are mostly unique), ``time_hour`` follows the new day, and every
-other column keeps its real value.
+DuckDB SQL. Every real row is repeated about ``rows / 336,776`` times; the copies of the rows that share
+(carrier, origin, sched_dep_time) are numbered and spread over the month's days and flight numbers, so natural
+keys stay unique; ``time_hour`` follows the new day and every other column keeps its real value.
 
 Timed, each in a fresh subprocess so that its peak RSS is its own:
 
@@ -44,6 +44,10 @@ from importlib import metadata
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
+import pandera.errors
+import pandera.pandas as pa
 
 from mlplatform.contracts import DUPLICATE_FLAG, FLIGHTS, NYC_ORIGINS, PLANES, WEATHER
 from mlplatform.features import (
@@ -212,9 +216,8 @@ FINGERPRINT = (
 )
 
 
-def pandas_flights_schema(year: int, month: int):
+def pandas_flights_schema(year: int, month: int) -> pa.DataFrameSchema:
     """The flights contract (src/mlplatform/contracts.py) written for pandera's pandas backend."""
-    import pandera.pandas as pa
 
     def clock(name: str) -> pa.Check:
         return pa.Check(lambda s: s.between(0, 2400) & (s % 100 < 60), name=f"{name}_hhmm")
@@ -260,8 +263,11 @@ def pandas_flights_schema(year: int, month: int):
 def check_schema_parity() -> None:
     """Fail unless the pandas schema has the contract's columns, nullability and check names."""
 
-    def shape(schema) -> tuple:
-        columns = {name: (column.nullable, sorted(c.name for c in column.checks)) for name, column in schema.columns.items()}
+    def shape(schema: pa.DataFrameSchema) -> tuple:
+        columns = {
+            name: (column.nullable, sorted(check.name for check in column.checks))
+            for name, column in schema.columns.items()
+        }
         return columns, sorted(check.name for check in schema.checks)
 
     year, month = (int(part) for part in MONTH.split("-"))
@@ -272,9 +278,6 @@ def check_schema_parity() -> None:
 
 def run_pandas(workdir: Path, scaled: Path) -> dict:
     """The same raw -> clean -> features work with pandas and pandera's pandas backend."""
-    import pandas as pd
-    import pandera.errors
-
     inputs, output = workdir / "pandas_inputs", workdir / "run" / "pandas"
     year, month = (int(part) for part in MONTH.split("-"))
     seconds: dict[str, float] = {}
@@ -286,16 +289,7 @@ def run_pandas(workdir: Path, scaled: Path) -> dict:
 
     with timed(seconds, "validate"):
         frame[DUPLICATE_FLAG] = duplicate_flags(frame, list(FLIGHTS.natural_key))
-        try:
-            pandas_flights_schema(year, month).validate(frame, lazy=True)
-            failed = pd.Series(dtype=str)
-        except pandera.errors.SchemaErrors as errors:
-            cases = errors.failure_cases
-            if cases["index"].isna().any():
-                raise  # a failure with no row: the file itself is wrong
-            name = cases["check"].where(cases["column"] != DUPLICATE_FLAG, "duplicate")
-            column = cases["column"].where(cases["column"] != DUPLICATE_FLAG, "natural_key")
-            failed = (column + ":" + name).groupby(cases["index"]).agg(lambda s: "; ".join(sorted(set(s))))
+        failed = failed_checks_by_row(pandas_flights_schema(year, month), frame)
         frame = frame.drop(columns=DUPLICATE_FLAG)
         quarantine = frame.loc[failed.index].assign(failed_checks=failed.to_numpy())
         frame = frame.drop(index=failed.index)
@@ -325,7 +319,23 @@ def run_pandas(workdir: Path, scaled: Path) -> dict:
     }
 
 
-def duplicate_flags(frame, key: list[str]):
+def failed_checks_by_row(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.Series:
+    """The checks each invalid row failed, as ``column:check; ...`` (the platform's text), by row index."""
+    try:
+        schema.validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        if cases["index"].isna().any():
+            raise  # a failure with no row: the file itself is wrong
+        row_check = cases["schema_context"] == "DataFrameSchema"
+        duplicate = (cases["column"] == DUPLICATE_FLAG) & ~row_check
+        column = cases["column"].mask(row_check, schema.name).mask(duplicate, "natural_key")
+        failed = column + ":" + cases["check"].mask(duplicate, "duplicate")
+        return failed.groupby(cases["index"]).agg(lambda checks: "; ".join(sorted(set(checks))))
+    return pd.Series(dtype=str)
+
+
+def duplicate_flags(frame: pd.DataFrame, key: list[str]) -> pd.Series:
     """True on every repeat of a natural key; ties broken on every column, as the platform breaks them."""
     flags = frame.duplicated(key, keep=False)
     repeated = frame[flags].sort_values(list(frame.columns), na_position="last", kind="stable")
@@ -333,39 +343,40 @@ def duplicate_flags(frame, key: list[str]):
     return flags
 
 
-def pandas_features(flights, inputs: Path, params: FeatureParams):
+def pandas_features(flights: pd.DataFrame, inputs: Path, params: FeatureParams) -> pd.DataFrame:
     """``build_features``' SQL (src/mlplatform/features.py), in pandas."""
-    import numpy as np
-    import pandas as pd
-
     k, threshold = params.smoothing_flights, params.delay_threshold_minutes
-    history = pd.read_parquet(inputs / "history.parquet", columns=["carrier", "origin", "dest", "hour", "dep_delay", PARTITION_COLUMN])
+    history_columns = ["carrier", "origin", "dest", "hour", "dep_delay", PARTITION_COLUMN]
+    history = pd.read_parquet(inputs / "history.parquet", columns=history_columns)
     in_window = history[PARTITION_COLUMN].between(history_start(MONTH, params.lookback_months), MONTH, inclusive="left")
     history = history[in_window & history["dep_delay"].notna()]
     history = history.assign(delayed=(history["dep_delay"] > threshold).astype(float))
     prior = history["delayed"].mean()
 
-    def rate(keys: list[str], name: str):
+    def rate(keys: list[str], name: str) -> pd.DataFrame:
         grouped = history.groupby(keys).agg(flights=("delayed", "size"), delayed=("delayed", "sum")).reset_index()
-        return grouped.assign(**{name: (grouped["delayed"] + k * prior) / (grouped["flights"] + k)})[keys + [name]]
+        return grouped.assign(**{name: (grouped["delayed"] + k * prior) / (grouped["flights"] + k)})[[*keys, name]]
 
     flight_date = pd.to_datetime(flights[["year", "month", "day"]].astype("int64"))
-    holidays = {day for y in (2012, 2013, 2014) for day in us_federal_holidays(y)}
+    year = int(MONTH[:4])
+    holidays = {day for y in (year - 1, year, year + 1) for day in us_federal_holidays(y)}
     holiday_days = np.array(sorted(holidays), dtype="datetime64[D]")
     dates = flight_date.drop_duplicates().to_numpy().astype("datetime64[D]")
     nearest = np.abs(dates[:, None] - holiday_days[None, :]).min(axis=1).astype(int)
     days_to_holiday = flight_date.map(pd.Series(nearest, index=pd.to_datetime(dates)))
 
-    planes = pd.read_parquet(inputs / "planes.parquet", columns=["tailnum", "year"]).rename(columns={"year": "plane_year"})
+    planes = pd.read_parquet(inputs / "planes.parquet", columns=["tailnum", "year"])
+    planes = planes.rename(columns={"year": "plane_year"}).astype({"plane_year": "Int64"})
     weather = pd.read_parquet(inputs / "weather.parquet", columns=["origin", "time_hour", *WEATHER_COLUMNS])
     weather["time_hour"] = weather["time_hour"].dt.tz_convert(None)
 
-    features = flights[[*KEY_COLUMNS, "hour", "distance", "dest", "tailnum", "time_hour", "dep_time", "dep_delay"]].assign(
+    used = [*KEY_COLUMNS, "hour", "distance", "dest", "tailnum", "time_hour", "dep_time", "dep_delay"]
+    features = flights[used].assign(
         weekday=flight_date.dt.dayofweek + 1,
         is_holiday=days_to_holiday == 0,
         days_to_holiday=days_to_holiday,
     )
-    features = features.merge(planes.astype({"plane_year": "Int64"}), on="tailnum", how="left")
+    features = features.merge(planes, on="tailnum", how="left")
     features = features.merge(weather, on=["origin", "time_hour"], how="left")
     features = features.merge(rate(["carrier"], "carrier_delay_rate"), on="carrier", how="left")
     features = features.merge(rate(["origin", "dest"], "route_delay_rate"), on=["origin", "dest"], how="left")
@@ -397,7 +408,7 @@ def measure(pipeline: str, workdir: Path, rows: int, batch_rows: int, timeout: i
     command = [sys.executable, __file__, "--child", pipeline, "--workdir", str(workdir)]
     command += ["--rows", str(rows), "--batch-rows", str(batch_rows)]
     stdout, stderr = workdir / f"{pipeline}.stdout", workdir / f"{pipeline}.stderr"
-    start = time.monotonic()
+    start, busy = time.monotonic(), machine_busy_seconds()
     peak = 0.0  # sampled here too, for a run that is killed before it can report its own
     with stdout.open("w") as out, stderr.open("w") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err)
@@ -420,7 +431,16 @@ def measure(pipeline: str, workdir: Path, rows: int, batch_rows: int, timeout: i
     result = json.loads(stdout.read_text().strip().splitlines()[-1])
     result["seconds"]["total"] = sum(result["seconds"].values())
     result["rows_per_second"] = rows / result["seconds"]["total"]
+    # Whatever else ran meanwhile took cores from the pipeline: a figure to judge the run's noise by.
+    result["other_cpu_seconds"] = max(0.0, machine_busy_seconds() - busy - result["cpu_seconds"])
     return result
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used since boot (every core together)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: str = "self") -> float:
@@ -445,6 +465,7 @@ def results_table(rows: int, results: dict[str, dict]) -> str:
         *((f"{stage} (s)", lambda r, s=stage: f"{r['seconds'][s]:.1f}") for stage in (*STAGES, "total")),
         ("rows/s", lambda r: f"{r['rows_per_second']:,.0f}"),
         ("CPU time, user + system (s)", lambda r: f"{r['cpu_seconds']:.1f}"),
+        ("CPU time of other processes meanwhile (s)", lambda r: f"{r['other_cpu_seconds']:.1f}"),
         ("peak RSS (MB)", lambda r: f"{r['peak_rss_mb']:,.0f}"),
         ("RSS after imports (MB)", lambda r: f"{r['imports_rss_mb']:,.0f}"),
         ("quarantined rows", lambda r: f"{r['quarantined']:,}"),
@@ -452,9 +473,13 @@ def results_table(rows: int, results: dict[str, dict]) -> str:
     ]
     lines = ["| | mlplatform (DuckDB + pandera-polars) | pandas + pandera-pandas |", "|---|---:|---:|"]
     for label, figure in figures:
-        values = [figure(r) if "error" not in r or label == "peak RSS (MB)" else "-" for r in results.values()]
+        values = [figure(r) if "error" not in r or label == "rows" else "-" for r in results.values()]
         lines.append(f"| {label} | {' | '.join(values)} |")
-    lines += [f"\n{name} did not finish: {r['error']}." for name, r in results.items() if "error" in r]
+    lines += [
+        f"\n{name} did not finish: {r['error']} (peak RSS until then at least {r['peak_rss_mb']:,.0f} MB)."
+        for name, r in results.items()
+        if "error" in r
+    ]
     return "\n".join(lines)
 
 
@@ -477,13 +502,13 @@ def comparison(results: dict[str, dict]) -> list[str]:
             f"{'met' if peak <= TARGET_PEAK_MB else 'not met'} ({peak:,.0f} MB)."
         )
     if "error" not in platform_result and "error" not in pandas_result:
-        speedup = platform_result["rows_per_second"] / pandas_result["rows_per_second"]
-        memory = pandas_result["peak_rss_mb"] / platform_result["peak_rss_mb"]
-        same = outputs_match(platform_result, pandas_result)
+        speed = platform_result["rows_per_second"] / pandas_result["rows_per_second"]
+        memory = platform_result["peak_rss_mb"] / pandas_result["peak_rss_mb"]
+        lines.append(f"- mlplatform / pandas: {speed:.2f}x the throughput, {memory:.2f}x the peak memory.")
         lines.append(
-            f"- mlplatform against pandas: {speedup:.2f}x the throughput, {memory:.2f}x less peak memory "
-            f"(pandas / mlplatform peak RSS). Outputs {'match' if same else 'DIFFER'}: same quarantined rows and "
-            "feature fingerprint (row and label counts, sums of every rate)."
+            f"- Outputs {'match' if outputs_match(platform_result, pandas_result) else 'DIFFER'}: quarantined rows "
+            "and the features' fingerprint (row, label, cancellation and weather counts, sums of plane age, "
+            "days to holiday and every rate)."
         )
     return lines
 
@@ -507,9 +532,13 @@ def machine() -> dict[str, str]:
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         **versions,
-        "load average before the run (1, 5, 15 min)": ", ".join(f"{load:.2f}" for load in os.getloadavg()),
+        "load average before the run (1, 5, 15 min)": load_average(),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def load_average() -> str:
+    return ", ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def command_line() -> str:
@@ -524,23 +553,25 @@ def section(rows: int, batch_rows: int, results: dict[str, dict], environment: d
     environment_rows = "\n".join(f"| {name} | {value} |" for name, value in environment.items())
     return f"""## {SECTION}
 
-One monthly partition (2013-07) of flights from the raw landing file to `flight_features`, scaled to
-{rows:,} rows by resampling the real 2013 flights: each real row repeated about {rows / 336_776:.0f} times,
-`day` and `flight` drawn from a hash of the row number so natural keys stay mostly unique, `time_hour`
-following the new day, every other column its real value. The history behind the delay rates (real
-2013-01..2013-06 flights), the month's weather and the planes are real and loaded beforehand (not timed).
+One monthly partition (2013-07) of flights from the raw landing file (Parquet) to `flight_features`, scaled
+to {rows:,} rows by resampling the real 2013 flights in DuckDB SQL: each real row repeated about
+{rows / 336_776:.0f} times, the copies spread over the month's days and flight numbers so that natural keys
+stay unique, `time_hour` following the new day, every other column its real value. The history behind the
+delay rates (the real 2013-01..2013-06 flights), the month's weather and the planes are real and loaded
+beforehand (not timed).
 
-- **mlplatform**: `load_raw_partition` -> `split_partition` (pandera-polars, {batch_rows:,}-row Arrow
-  batches) -> `build_features`, each on its own DuckDB connection with `memory_limit` {DUCKDB_MEMORY_LIMIT},
-  on a copy of the prepared warehouse file.
-- **pandas**: `read_parquet` with the contract's dtypes -> pandera-pandas validation (`lazy=True`, a schema
-  with the flights contract's columns, nullability and checks; duplicates of the natural key flagged as the
-  platform flags them) with valid and invalid rows split on the failure cases' index and written to
-  Parquet -> the same features in pandas (weather, planes and rate merges, holidays, labels) written to Parquet.
+- **mlplatform**: `load_raw_partition` -> `split_partition` (pandera-polars, {batch_rows:,}-row Arrow batches)
+  -> `build_features`, each stage on its own DuckDB connection with `memory_limit` {DUCKDB_MEMORY_LIMIT}, as the
+  Dagster assets run them, on a copy of the prepared warehouse file.
+- **pandas**: `read_parquet` with the contract's dtypes -> pandera-pandas validation (`lazy=True`; a schema with
+  the flights contract's columns, nullability and checks; natural-key duplicates flagged as the platform flags
+  them), valid and invalid rows split on the failure cases' index and written to Parquet -> the same features
+  in pandas (weather, planes and rate merges, holidays, labels) written to Parquet.
 
-Each pipeline runs in a fresh subprocess; peak RSS is that process's `VmHWM` (imports included; `ru_maxrss`
-would carry over the parent's peak through fork and exec).
-Stage times are wall seconds; rows/s is rows / total.
+Each pipeline runs in a fresh subprocess. Peak RSS is that process's `VmHWM`, imports included (`ru_maxrss`
+would carry over the parent's peak through fork and exec). Stage times are wall seconds; rows/s is rows /
+total. CPU time over total time shows how many of the cores a pipeline kept busy; the CPU time other processes
+used during a run (from `/proc/stat`) shows how quiet the machine was.
 
 Command (from the repository root):
 
@@ -596,8 +627,8 @@ def child(args: argparse.Namespace) -> None:
     else:
         result = run_pandas(args.workdir, scaled)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_seconds = usage.ru_utime + usage.ru_stime
-    print(json.dumps({**result, "peak_rss_mb": peak_rss_mb(), "imports_rss_mb": imports_rss_mb, "cpu_seconds": cpu_seconds}))
+    result |= {"peak_rss_mb": peak_rss_mb(), "imports_rss_mb": imports_rss_mb}
+    print(json.dumps(result | {"cpu_seconds": usage.ru_utime + usage.ru_stime}))
 
 
 def benchmark(args: argparse.Namespace, workdir: Path) -> None:
@@ -611,6 +642,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> None:
     for pipeline in PIPELINES:
         print(f"running {pipeline} on {args.rows:,} rows", file=sys.stderr)
         results[pipeline] = measure(pipeline, workdir, args.rows, args.batch_rows, args.timeout)
+    environment["load average after the run (1, 5, 15 min)"] = load_average()
     print(results_table(args.rows, results))
     print("\n".join(comparison(results)))
     if args.write_docs:
