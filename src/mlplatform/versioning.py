@@ -104,11 +104,8 @@ def read_md5(dvc_file: Path) -> str:
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def _git(root: Path, *args: str) -> str | None:

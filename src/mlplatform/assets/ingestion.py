@@ -33,11 +33,8 @@ class VolumeConfig(dg.Config):
 
 
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def raw_monthly_asset(contract: Contract) -> dg.AssetsDefinition:
