@@ -18,7 +18,6 @@ import yaml
 
 from mlplatform.sql import sql_string
 
-VERSIONS_FOLDER = "versions"
 RESTORE_FOLDER = ".restore"
 
 

@@ -1,4 +1,4 @@
-"""What every asset module shares: partitions, the DuckDB pool, owners, logging and table metadata."""
+"""What every asset module shares: partitions, the DuckDB pool, owners, logging, table metadata and DVC versions."""
 
 from __future__ import annotations
 
