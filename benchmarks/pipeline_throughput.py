@@ -298,7 +298,7 @@ def run_pandas(workdir: Path, scaled: Path) -> dict:
         frame.to_parquet(output / "clean_flights.parquet")
 
     with timed(seconds, "features"):
-        features = pandas_features(frame, inputs, FeatureParams())
+        features = pandas_features(frame, inputs, FeatureParams.from_params_file())
         features.to_parquet(output / "flight_features.parquet")
 
     fingerprint = (

@@ -118,6 +118,8 @@ def test_history_start_crosses_the_year():
 
 
 def test_a_custom_threshold_changes_the_label(warehouse):
-    build_features(warehouse, "2013-01", FeatureParams(delay_threshold_minutes=60))
+    build_features(
+        warehouse, "2013-01", FeatureParams(lookback_months=12, smoothing_flights=20, delay_threshold_minutes=60)
+    )
     rate = warehouse.execute("SELECT avg(is_delayed::DOUBLE) FROM flight_features").fetchall()[0][0]
     assert rate < 0.1

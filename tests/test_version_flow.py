@@ -125,3 +125,27 @@ def test_dvc_status_is_clean_after_materialize(data_dir, project, dagster_home):
     assert main(["materialize", "--months", "2013-01"]) == 0
     done = subprocess.run([default_executable(), "status"], cwd=project, capture_output=True, text=True)
     assert done.returncode == 0 and "up to date" in done.stdout, done.stdout + done.stderr
+
+
+def test_gc_keeps_every_version_the_event_log_references(data_dir, project, dagster_home, capsys):
+    assert main(["materialize", "--months", "2013-01"]) == 0
+    [first] = _versions("clean_flights", "2013-01")
+    landing = data_dir / "landing" / "flights" / "2013-01.csv"
+    landing.write_text(landing.read_text().replace(",2,830,", ",95,830,", 1))
+    assert main(["materialize", "--months", "2013-01"]) == 0
+    cache = project / ".dvc" / "cache" / "files" / "md5"
+    stray = data_dir / "versions" / "stray.parquet"
+    stray.write_bytes(b"never recorded by Dagster")
+    subprocess.run([default_executable(), "add", "-q", str(stray)], cwd=project, check=True)
+    stray_md5 = read_md5(stray.with_name("stray.parquet.dvc"))
+    stray.with_name("stray.parquet.dvc").unlink()
+
+    assert main(["gc"]) == 0
+    assert (cache / first.md5[:2] / first.md5[2:]).exists()  # only the event log still points at it
+    assert not (cache / stray_md5[:2] / stray_md5[2:]).exists()
+    assert "kept the" in capsys.readouterr().out
+    assert not (data_dir / "versions" / ".keep").exists()
+
+    # What plain `dvc gc --workspace` would have done: drop the first version.
+    subprocess.run([default_executable(), "gc", "-w", "-f", "-q"], cwd=project, check=True)
+    assert not (cache / first.md5[:2] / first.md5[2:]).exists()

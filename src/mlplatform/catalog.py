@@ -42,3 +42,12 @@ def recorded_versions(instance: dg.DagsterInstance, asset: str, partition: str |
             )
         )
     return versions
+
+
+def every_recorded_md5(instance: dg.DagsterInstance) -> set[str]:
+    """The md5 of every DVC version any materialization in the event log recorded."""
+    return {
+        version.md5
+        for key in instance.get_asset_keys()
+        for version in recorded_versions(instance, key.to_user_string())
+    }

@@ -12,6 +12,9 @@ from pathlib import Path
 from mlplatform.settings import FIRST_MONTH, LAST_MONTH, Paths, parse_month_spec
 
 ALL_MONTHS = f"{FIRST_MONTH}..{LAST_MONTH}"
+# dvc.yaml's stages, recorded in dvc.lock when the command runs them outside `dvc repro`.
+SEED_STAGE = "seed"
+MONTH_STAGE = "month@{month}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore.add_argument("asset")
     restore.add_argument("--version", required=True, help="the version's md5 (see `mlplatform versions`)")
     restore.add_argument("--partition")
+    gc = commands.add_parser(
+        "gc", help="remove DVC cache (and with --cloud, remote) objects that no recorded version references"
+    )
+    gc.add_argument("--cloud", action="store_true", help="collect in the remote too")
     args = parser.parse_args(argv)
+    if args.command == "gc":
+        return _collect_garbage(args.cloud)
     if args.command == "init":
         return _init()
     if args.command == "versions":
@@ -48,10 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _seed(months: list[str]) -> int:
     from mlplatform.landing import seed
+    from mlplatform.resources import resources_for
 
     landing_dir = Paths.from_env().landing_dir
     written = seed(landing_dir, months)
     print(f"landing zone {landing_dir}: {len(written)} files written or changed, {len(months)} months seeded")
+    resources_for()["dvc"].repo().record_stage(SEED_STAGE)
     return 0
 
 
@@ -117,6 +128,21 @@ def _restore(asset: str, md5: str, partition: str | None) -> int:
     return 0
 
 
+def _collect_garbage(cloud: bool) -> int:
+    prepare_dagster_home()
+    from dagster import DagsterInstance
+
+    from mlplatform.catalog import every_recorded_md5
+    from mlplatform.resources import resources_for
+
+    with DagsterInstance.get() as instance:
+        keep = every_recorded_md5(instance)
+    resources_for()["dvc"].repo().collect_garbage(keep, cloud=cloud)
+    where = "the cache and the remote" if cloud else "the cache"
+    print(f"collected DVC garbage in {where}; kept the {len(keep)} versions the event log records")
+    return 0
+
+
 def _materialize(months: list[str]) -> int:
     prepare_dagster_home()
     from dagster import DagsterInstance
@@ -124,7 +150,7 @@ def _materialize(months: list[str]) -> int:
     from mlplatform.definitions import MONTHLY_JOB, REFERENCE_JOB, build_definitions
 
     defs = build_definitions()
-
+    repo = defs.resources["dvc"].repo()
     runs = [(REFERENCE_JOB, None)] + [(MONTHLY_JOB, month) for month in months]
     with DagsterInstance.get() as instance:
         for job_name, partition in runs:
@@ -137,6 +163,8 @@ def _materialize(months: list[str]) -> int:
                 print(f"{label}: run {result.run_id} failed at {failed or 'a blocking check'}", file=sys.stderr)
                 return 1
             print(f"{label}: run {result.run_id} succeeded")
+            if partition:
+                repo.record_stage(MONTH_STAGE.format(month=partition))
     return 0
 
 

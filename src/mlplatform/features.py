@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from mlplatform.params import load_params
 from mlplatform.warehouse import PARTITION_COLUMN, partition_row_count
 
 FEATURES_TABLE = "flight_features"
@@ -24,10 +25,15 @@ FEATURES_TABLE = "flight_features"
 
 @dataclass(frozen=True)
 class FeatureParams:
-    lookback_months: int = 12
+    lookback_months: int
     # Pseudo-count pulling a rate with few flights behind it towards the overall rate.
-    smoothing_flights: int = 20
-    delay_threshold_minutes: int = 15
+    smoothing_flights: int
+    delay_threshold_minutes: int
+
+    @classmethod
+    def from_params_file(cls) -> FeatureParams:
+        """The defaults, from params.yaml's ``features`` section."""
+        return cls(**load_params()["features"])
 
 
 # Feature column -> the clean_flights / clean_weather / planes columns it is computed from.
@@ -97,11 +103,9 @@ def history_start(month: str, lookback_months: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-DEFAULT_PARAMS = FeatureParams()
-
-
-def build_features(con: duckdb.DuckDBPyConnection, month: str, params: FeatureParams = DEFAULT_PARAMS) -> int:
+def build_features(con: duckdb.DuckDBPyConnection, month: str, params: FeatureParams | None = None) -> int:
     """Replace ``month`` of ``flight_features`` from the clean tables; returns its row count."""
+    params = params or FeatureParams.from_params_file()
     select = _features_sql(params)
     args = {"month": month, "history_start": history_start(month, params.lookback_months)}
     con.register("holidays", _holiday_table(int(month[:4])))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 from mlplatform.sql import sql_string
 
 RESTORE_FOLDER = ".restore"
+KEEP_FOLDER = ".keep"
 
 
 class DVCError(RuntimeError):
@@ -84,18 +86,51 @@ class DVCRepo:
         revision = _git(self.root, "rev-parse", "HEAD")
         return Version(md5=md5, path=relative.as_posix(), remote=self.remote_url, git_revision=revision)
 
+    def record_stage(self, stage: str) -> bool:
+        """Record a dvc.yaml stage as run (``dvc commit``), when the repository has a dvc.yaml.
+
+        Inside ``dvc repro`` (which sets ``DVC_STAGE``) DVC records the stage itself.
+        """
+        if not (self.root / "dvc.yaml").exists() or "DVC_STAGE" in os.environ:
+            return False
+        self.ensure_initialised()
+        self.run("commit", "--force", "--quiet", stage)
+        return True
+
+    def collect_garbage(self, keep: set[str], cloud: bool = False) -> None:
+        """``dvc gc`` that keeps, beside what the workspace uses, every version in ``keep``.
+
+        Plain ``dvc gc --workspace`` only knows the .dvc files in the workspace, so it would delete every
+        earlier version the Dagster event log still points at. Each kept md5 is pinned for the duration of
+        the collection by a .dvc file that references it.
+        """
+        self.ensure_initialised()
+        pins = self.versions_dir / KEEP_FOLDER
+        pins.mkdir(parents=True, exist_ok=True)
+        for md5 in keep:
+            (pins / f"{md5}.dvc").write_text(_pointer(md5, md5))
+        try:
+            self.run("gc", "--workspace", "--force", *(["--cloud"] if cloud else []))
+        finally:
+            shutil.rmtree(pins)
+
     def restore(self, md5: str, name: str) -> Path:
         """Bring back the bytes of version ``md5`` from the cache or, failing that, the remote."""
         self.ensure_initialised()
         folder = self.versions_dir / RESTORE_FOLDER / md5
         folder.mkdir(parents=True, exist_ok=True)
         pointer = folder / f"{name}.dvc"
-        pointer.write_text(yaml.safe_dump({"outs": [{"md5": md5, "hash": "md5", "path": name}]}))
+        pointer.write_text(_pointer(md5, name))
         self.run("pull", "--quiet", str(pointer.relative_to(self.root)))
         restored = folder / name
         if file_md5(restored) != md5:
             raise DVCError(f"restored {restored} does not match version {md5}")
         return restored
+
+
+def _pointer(md5: str, name: str) -> str:
+    """A .dvc file's text naming one version by its md5."""
+    return yaml.safe_dump({"outs": [{"md5": md5, "hash": "md5", "path": name}]})
 
 
 def read_md5(dvc_file: Path) -> str:

@@ -6,12 +6,12 @@ from pydantic import Field
 from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, recorded_md5s, run_logger, table_metadata, versioned
 from mlplatform.features import (
     COLUMN_LINEAGE,
-    DEFAULT_PARAMS,
     FEATURES_TABLE,
     FeatureParams,
     build_features,
     history_start,
 )
+from mlplatform.params import param
 from mlplatform.resources.dvc import DVCResource
 from mlplatform.resources.warehouse import Warehouse
 from mlplatform.settings import FIRST_MONTH, month_range
@@ -22,18 +22,20 @@ MAX_LOOKBACK_MONTHS = 12
 
 class FeatureConfig(dg.Config):
     lookback_months: int = Field(
-        default=DEFAULT_PARAMS.lookback_months,
+        default=param("features", "lookback_months"),
         ge=1,
         le=MAX_LOOKBACK_MONTHS,
         description="How many months before the partition feed its historical delay rates.",
     )
     smoothing_flights: int = Field(
-        default=DEFAULT_PARAMS.smoothing_flights,
+        default=param("features", "smoothing_flights"),
         ge=0,
         description="Pseudo-count pulling rates with few flights behind them towards the overall rate.",
     )
     delay_threshold_minutes: int = Field(
-        default=DEFAULT_PARAMS.delay_threshold_minutes, ge=0, description="A departure later than this is a delay."
+        default=param("features", "delay_threshold_minutes"),
+        ge=0,
+        description="A departure later than this is a delay.",
     )
 
 

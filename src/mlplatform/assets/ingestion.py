@@ -16,6 +16,7 @@ from mlplatform.assets.common import (
     table_metadata,
 )
 from mlplatform.contracts import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Contract
+from mlplatform.params import param
 from mlplatform.quality import null_shares, volume_vs_trailing_months
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.warehouse import Warehouse
@@ -28,8 +29,12 @@ CONTRACT_CHECK = "contract"
 
 
 class VolumeConfig(dg.Config):
-    trailing_months: int = Field(default=3, ge=1, description="How many earlier months the volume check compares with.")
-    tolerance: float = Field(default=0.3, gt=0, description="Largest relative change in row count that passes.")
+    trailing_months: int = Field(
+        default=param("volume", "trailing_months"), ge=1, description="How many earlier months the check compares with."
+    )
+    tolerance: float = Field(
+        default=param("volume", "tolerance"), gt=0, description="Largest relative change in row count that passes."
+    )
 
 
 def _file_sha256(path: Path) -> str:

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, check_result, run_logger, table_metadata, versioned
 from mlplatform.contracts import FLIGHTS, WEATHER, Contract
+from mlplatform.params import param
 from mlplatform.quality import natural_key_unique, quarantine_share, row_conservation
 from mlplatform.resources.dvc import DVCResource
 from mlplatform.resources.warehouse import Warehouse
@@ -18,7 +19,7 @@ QUARANTINE_SHARE = "quarantine_share"
 
 class ValidationConfig(dg.Config):
     max_quarantine_share: float = Field(
-        default=0.01,
+        default=param("validation", "max_quarantine_share"),
         ge=0,
         le=1,
         description="Largest share of a month's rows that may be quarantined before downstream work stops.",
