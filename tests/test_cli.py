@@ -60,3 +60,9 @@ def test_dagster_home_defaults_to_dot_dagster_with_the_shipped_config(tmp_path, 
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     home = prepare_dagster_home()
     assert home == tmp_path / ".dagster" and (home / "dagster.yaml").read_text().startswith("telemetry")
+
+
+def test_dvc_failures_are_reported_without_a_traceback(data_dir, dagster_home, monkeypatch, capsys):
+    monkeypatch.setenv("MLPLATFORM_DVC", str(data_dir / "no-such-dvc"))
+    assert main(["init"]) == 1
+    assert "mlplatform init: the dvc program was not found" in capsys.readouterr().err

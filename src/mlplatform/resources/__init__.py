@@ -11,7 +11,7 @@ import os
 
 import dagster as dg
 
-from mlplatform.resources.dvc import DVCResource
+from mlplatform.resources.dvc import DVCResource, default_executable
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.warehouse import Warehouse
 from mlplatform.settings import Paths
@@ -34,6 +34,7 @@ def resources_for(environment: str | None = None) -> dict[str, dg.ConfigurableRe
                 repo_dir=str(paths.dvc_root),
                 versions_dir=str(paths.versions_dir),
                 remote_url=os.environ.get(DVC_REMOTE_ENV, str(paths.dvc_remote)),
+                executable=default_executable(),
             ),
         }
     if environment == "production":
@@ -47,6 +48,7 @@ def resources_for(environment: str | None = None) -> dict[str, dg.ConfigurableRe
                 repo_dir=dg.EnvVar("MLPLATFORM_DVC_REPO"),
                 versions_dir=dg.EnvVar("MLPLATFORM_DVC_VERSIONS_DIR"),
                 remote_url=dg.EnvVar(DVC_REMOTE_ENV),
+                executable=default_executable(),
             ),
         }
     raise ValueError(f"{ENVIRONMENT_ENV} must be 'local' or 'production', not {environment!r}")

@@ -1,5 +1,6 @@
 """DVC as a resource: the one place the platform calls DVC."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -7,9 +8,14 @@ import dagster as dg
 
 from mlplatform.versioning import DVCRepo
 
+EXECUTABLE_ENV = "MLPLATFORM_DVC"
+
 
 def default_executable() -> str:
-    """The ``dvc`` beside this interpreter (the set-up links DVC's own environment there), else PATH's."""
+    """``MLPLATFORM_DVC``, else the ``dvc`` beside this interpreter (the set-up links DVC's own environment
+    there), else the one on PATH."""
+    if EXECUTABLE_ENV in os.environ:
+        return os.environ[EXECUTABLE_ENV]
     beside = Path(sys.executable).with_name("dvc")
     return str(beside) if beside.exists() else "dvc"
 
@@ -20,7 +26,7 @@ class DVCResource(dg.ConfigurableResource):
     repo_dir: str
     versions_dir: str
     remote_url: str
-    executable: str = default_executable()
+    executable: str
 
     def repo(self) -> DVCRepo:
         return DVCRepo(
