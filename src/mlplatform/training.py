@@ -1,0 +1,112 @@
+"""Training the delay model: a time-ordered validation slice, early stopping, reproducible on CPU."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import polars as pl
+import torch
+from torch import nn
+
+from mlplatform.model import LABEL, DelayModel, Preprocessor, build_network
+
+ORDER = ("year", "month", "day", "sched_dep_time", "carrier", "flight", "origin")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = 0.1
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 2048
+    max_epochs: int = 20
+    patience: int = 3  # epochs without a better validation loss before stopping
+    validation_share: float = 0.1  # the latest flights of the window
+    seed: int = 13
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int
+    train_loss: float
+    validation_loss: float
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    model: DelayModel
+    curve: list[EpochResult]
+    best_epoch: int
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def split_by_time(frame: pl.DataFrame, validation_share: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Labelled rows in time order: the earlier ones to fit, the latest ``validation_share`` to stop on."""
+    labelled = frame.filter(pl.col(LABEL).is_not_null()).sort(ORDER)
+    cut = int(labelled.height * (1 - validation_share))
+    if cut == 0 or cut == labelled.height:
+        raise ValueError(f"{labelled.height} labelled rows cannot be split into training and validation")
+    return labelled.slice(0, cut), labelled.slice(cut)
+
+
+def train(
+    frame: pl.DataFrame,
+    config: TrainingConfig = TrainingConfig(),  # noqa: B008 - frozen, so a shared default is safe
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> TrainingResult:
+    """Fit on the window's earlier flights, stop early on its latest ones; same inputs, same weights."""
+    torch.manual_seed(config.seed)
+    fit_rows, validation_rows = split_by_time(frame, config.validation_share)
+    preprocessor = Preprocessor.fit(fit_rows)
+    hyperparameters = {**asdict(config), "hidden": list(config.hidden)}
+    target = device()
+    network = build_network(preprocessor, hyperparameters).to(target)
+    fit_inputs = _tensors(preprocessor, fit_rows, target)
+    validation_inputs = _tensors(preprocessor, validation_rows, target)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    loss = nn.BCEWithLogitsLoss()
+    shuffler = torch.Generator().manual_seed(config.seed)
+
+    curve: list[EpochResult] = []
+    best_state, best_loss, best_epoch = copy.deepcopy(network.state_dict()), float("inf"), 0
+    for epoch in range(1, config.max_epochs + 1):
+        network.train()
+        order = torch.randperm(fit_rows.height, generator=shuffler).to(target)
+        total = 0.0
+        for start in range(0, fit_rows.height, config.batch_size):
+            rows = order[start : start + config.batch_size]
+            optimiser.zero_grad()
+            batch_loss = loss(network(fit_inputs[0][rows], fit_inputs[1][rows]), fit_inputs[2][rows])
+            batch_loss.backward()
+            optimiser.step()
+            total += batch_loss.item() * len(rows)
+        network.eval()
+        with torch.no_grad():
+            validation_loss = loss(network(validation_inputs[0], validation_inputs[1]), validation_inputs[2]).item()
+        result = EpochResult(epoch, total / fit_rows.height, validation_loss)
+        curve.append(result)
+        if on_epoch:
+            on_epoch(result)
+        if validation_loss < best_loss:
+            best_state, best_loss, best_epoch = copy.deepcopy(network.state_dict()), validation_loss, epoch
+        elif epoch - best_epoch >= config.patience:
+            break
+    network.load_state_dict(best_state)
+    return TrainingResult(DelayModel(network.cpu(), preprocessor, hyperparameters), curve, best_epoch)
+
+
+def _tensors(
+    preprocessor: Preprocessor, frame: pl.DataFrame, target: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    labels = torch.tensor(frame[LABEL].cast(pl.Float32).to_numpy())
+    return (
+        preprocessor.categorical(frame).to(target),
+        preprocessor.numeric(frame).to(target),
+        labels.to(target),
+    )
