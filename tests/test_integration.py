@@ -62,3 +62,14 @@ def test_every_month_has_its_own_version_in_the_remote(full_year):
     assert sorted(version.partition for version in versions) == [f"2013-{m:02d}" for m in range(1, 13)]
     remote = full_year.parent / "dvc-remote" / "files" / "md5"
     assert all((remote / v.md5[:2] / v.md5[2:]).exists() for v in versions)
+
+
+def test_the_delay_model_is_trained_on_january_to_june_and_scored_on_july(full_year):
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        [record] = instance.fetch_materializations(dg.AssetKey("training_set"), limit=1).records
+        [model] = instance.fetch_materializations(dg.AssetKey("delay_model"), limit=1).records
+    window = record.asset_materialization.metadata
+    assert window["window"].value == "2013-01..2013-06" and window["target_month"].value == "2013-07"
+    assert model.asset_materialization.metadata["holdout_roc_auc"].value > 0.65

@@ -7,12 +7,13 @@ import torch
 
 from mlplatform.contracts import FLIGHTS, PLANES, WEATHER
 from mlplatform.features import FEATURES_TABLE, build_features
+from mlplatform.metrics import roc_auc
 from mlplatform.model import CATEGORICAL, NUMERIC, Preprocessor, load_model
 from mlplatform.training import TrainingConfig, split_by_time, train
 from mlplatform.validation import split_partition
 from mlplatform.warehouse import load_raw_partition, load_reference
 
-SMALL = TrainingConfig(hidden=(32,), max_epochs=4, batch_size=256, learning_rate=3e-3)
+SMALL = TrainingConfig.from_params_file(hidden=(32,), max_epochs=4, batch_size=256, learning_rate=3e-3)
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,6 @@ def features(seeded_landing, tmp_path_factory):
             build_features(con, month)
         frame = pl.from_arrow(con.sql(f"SELECT * FROM {FEATURES_TABLE}").to_arrow_table())
     return {month: frame.filter(pl.col("partition_month") == month) for month in ("2013-01", "2013-02", "2013-03")}
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    ranks = np.argsort(np.argsort(scores)) + 1
-    positives = labels.sum()
-    return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * (len(labels) - positives)))
 
 
 def test_the_preprocessor_is_fitted_on_training_rows_only(features):
@@ -54,7 +49,7 @@ def test_training_is_reproducible_and_learns(features):
         assert torch.equal(weights, second.model.network.state_dict()[name]), name
     held_out = features["2013-03"].filter(pl.col("is_delayed").is_not_null())
     scores = first.model.predict(held_out)
-    assert _auc(held_out["is_delayed"].cast(pl.Int8).to_numpy(), scores) > 0.65
+    assert roc_auc(held_out["is_delayed"].cast(pl.Int8).to_numpy(), scores) > 0.65
     assert first.best_epoch == min(first.curve, key=lambda epoch: epoch.validation_loss).epoch
 
 

@@ -69,7 +69,8 @@ def dagster_dev(tmp_path, data_dir):
 def test_the_ui_serves_every_asset_in_its_group(dagster_dev):
     nodes = _graphql(dagster_dev, QUERY)["data"]["assetNodes"]
     groups = {"/".join(node["assetKey"]["path"]): node["groupName"] for node in nodes}
-    assert set(groups.values()) == {"ingestion", "validation", "features"}
+    assert set(groups.values()) == {"ingestion", "validation", "features", "training"}
     assert {name for name, group in groups.items() if group == "features"} == {"flight_features"}
     unpartitioned = {"/".join(node["assetKey"]["path"]) for node in nodes if not node["isPartitioned"]}
-    assert len(groups) == 10 and unpartitioned == {"airlines", "airports", "planes"}
+    assert len(groups) == 12
+    assert unpartitioned == {"airlines", "airports", "planes", "training_set", "delay_model"}

@@ -173,6 +173,25 @@ def _materialize(months: list[str]) -> int:
             print(f"{label}: run {result.run_id} succeeded")
             if partition:
                 repo.record_stage(MONTH_STAGE.format(month=partition))
+        return _train(defs, instance)
+
+
+def _train(defs, instance) -> int:
+    """Run the training job when every month it needs has features; otherwise say what is missing."""
+    from mlplatform.definitions import TRAINING_JOB
+    from mlplatform.params import param
+    from mlplatform.training_set import missing_months
+
+    with defs.resources["duckdb"].get_connection() as con:
+        missing = missing_months(con, param("training", "target_month"), param("training", "window_months"))
+    if missing:
+        print(f"{TRAINING_JOB}: skipped, flight_features has no rows for {', '.join(missing)} yet")
+        return 0
+    result = defs.resolve_job_def(TRAINING_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    if not result.success:
+        print(f"{TRAINING_JOB}: run {result.run_id} failed", file=sys.stderr)
+        return 1
+    print(f"{TRAINING_JOB}: run {result.run_id} succeeded")
     return 0
 
 

@@ -11,21 +11,28 @@ import torch
 from torch import nn
 
 from mlplatform.model import LABEL, DelayModel, Preprocessor, build_network
+from mlplatform.params import load_params
 
 ORDER = ("year", "month", "day", "sched_dep_time", "carrier", "flight", "origin")
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    hidden: tuple[int, ...] = (64, 32)
-    dropout: float = 0.1
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-5
-    batch_size: int = 2048
-    max_epochs: int = 20
-    patience: int = 3  # epochs without a better validation loss before stopping
-    validation_share: float = 0.1  # the latest flights of the window
-    seed: int = 13
+    hidden: tuple[int, ...]
+    dropout: float
+    learning_rate: float
+    weight_decay: float
+    batch_size: int
+    max_epochs: int
+    patience: int  # epochs without a better validation loss before stopping
+    validation_share: float  # the latest flights of the window
+    seed: int
+
+    @classmethod
+    def from_params_file(cls, **overrides: object) -> TrainingConfig:
+        """params.yaml's ``training`` section, with ``overrides``."""
+        values = {name: load_params()["training"][name] for name in cls.__dataclass_fields__} | overrides
+        return cls(**{**values, "hidden": tuple(values["hidden"])})
 
 
 @dataclass(frozen=True)
@@ -56,9 +63,7 @@ def split_by_time(frame: pl.DataFrame, validation_share: float) -> tuple[pl.Data
 
 
 def train(
-    frame: pl.DataFrame,
-    config: TrainingConfig = TrainingConfig(),  # noqa: B008 - frozen, so a shared default is safe
-    on_epoch: Callable[[EpochResult], None] | None = None,
+    frame: pl.DataFrame, config: TrainingConfig, on_epoch: Callable[[EpochResult], None] | None = None
 ) -> TrainingResult:
     """Fit on the window's earlier flights, stop early on its latest ones; same inputs, same weights."""
     torch.manual_seed(config.seed)

@@ -83,8 +83,7 @@ class DVCRepo:
         self.run("add", "--quiet", str(relative))
         md5 = read_md5(self.root / f"{relative}.dvc")
         self.run("push", "--quiet", f"{relative}.dvc")
-        revision = _git(self.root, "rev-parse", "HEAD")
-        return Version(md5=md5, path=relative.as_posix(), remote=self.remote_url, git_revision=revision)
+        return Version(md5=md5, path=relative.as_posix(), remote=self.remote_url, git_revision=git_revision(self.root))
 
     def record_stage(self, stage: str) -> bool:
         """Record a dvc.yaml stage as run (``dvc commit``), when the repository has a dvc.yaml.
@@ -140,6 +139,11 @@ def read_md5(dvc_file: Path) -> str:
 def file_md5(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "md5").hexdigest()
+
+
+def git_revision(root: Path) -> str | None:
+    """The commit checked out in ``root``, when it is a git repository with one."""
+    return _git(root, "rev-parse", "HEAD")
 
 
 def _git(root: Path, *args: str) -> str | None:
