@@ -177,12 +177,14 @@ def test_definitions_show_every_asset_in_its_group():
         "flight_features": "features",
         "training_set": "training",
         "delay_model": "training",
+        "model_evaluation": "training",
     }
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and node.owners == ["team:data-platform"] and node.kinds
-        # Whatever writes the warehouse shares the one-slot duckdb pool; the model only calls DVC.
-        assert node.pools == ({"dvc"} if key.to_user_string() == "delay_model" else {"duckdb"}), key
+        # Whatever writes the warehouse shares the one-slot duckdb pool; the model steps only call DVC.
+        reads_only = key.to_user_string() in ("delay_model", "model_evaluation")
+        assert node.pools == ({"dvc"} if reads_only else {"duckdb"}), key
 
 
 def test_blocking_checks_are_declared_blocking():

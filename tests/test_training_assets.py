@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mlplatform.assets import training
+from mlplatform.assets import evaluation, training
 from mlplatform.cli import main
 from mlplatform.model import load_model
 from mlplatform.resources import resources_for
@@ -30,13 +30,14 @@ def three_months(data_dir, tmp_path, monkeypatch):
     return data_dir
 
 
-def _materialize(run_config=SMALL_RUN):
+def _materialize(run_config=SMALL_RUN, raise_on_error=True):
     with dg.DagsterInstance.get() as instance:
         return dg.materialize(
-            [training.training_set, training.delay_model],
+            [training.training_set, training.delay_model, evaluation.model_evaluation],
             instance=instance,
             resources=resources_for("local"),
             run_config=run_config,
+            raise_on_error=raise_on_error,
         )
 
 
@@ -71,3 +72,25 @@ def test_a_window_with_missing_months_fails_with_what_to_do(three_months):
     config = {"ops": {"training_set": {"config": {"target_month": "2013-06", "window_months": 2}}}}
     with pytest.raises(ValueError, match=r"no rows for \['2013-04', '2013-05', '2013-06'\]"):
         _materialize(config)
+
+
+def test_the_evaluation_compares_with_the_baseline_and_writes_a_card(three_months):
+    result = _materialize()
+    metadata = result.asset_materializations_for_node("model_evaluation")[0].metadata
+    model = result.asset_materializations_for_node("delay_model")[0].metadata
+    assert metadata["roc_auc"].value == pytest.approx(model["holdout_roc_auc"].value)
+    assert metadata["model_version"].value == model["dvc/md5"].value
+    assert 0.5 < metadata["baseline_roc_auc"].value < metadata["roc_auc"].value
+    assert {"pr_auc", "log_loss", "brier", "calibration_error"} <= set(metadata)
+    card = metadata["model_card"].value
+    assert card.startswith(f"# Delay model {model['dvc/md5'].value}") and "## By carrier" in card
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "beats_baseline" and check.passed
+
+
+def test_the_gate_stops_a_model_below_the_minimum(three_months):
+    config = {"ops": {**SMALL_RUN["ops"], "model_evaluation": {"config": {"min_roc_auc": 0.99}}}}
+    result = _materialize(config, raise_on_error=False)
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["min_roc_auc"].value == 0.99
+    assert not result.success  # blocking: nothing downstream of the evaluation runs

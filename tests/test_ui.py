@@ -72,5 +72,5 @@ def test_the_ui_serves_every_asset_in_its_group(dagster_dev):
     assert set(groups.values()) == {"ingestion", "validation", "features", "training"}
     assert {name for name, group in groups.items() if group == "features"} == {"flight_features"}
     unpartitioned = {"/".join(node["assetKey"]["path"]) for node in nodes if not node["isPartitioned"]}
-    assert len(groups) == 12
-    assert unpartitioned == {"airlines", "airports", "planes", "training_set", "delay_model"}
+    assert len(groups) == 13
+    assert unpartitioned == {"airlines", "airports", "planes", "training_set", "delay_model", "model_evaluation"}

@@ -60,6 +60,14 @@ def test_a_row_failing_two_checks_lists_both(con, tmp_path):
     assert failed == "carrier:str_matches('^[A-Z0-9]{2}$'); distance:not_nullable"
 
 
+def test_repeats_with_a_missing_key_column_are_still_duplicates(con, tmp_path):
+    row = _flight(carrier="NA")
+    load_raw_partition(con, FLIGHTS, "2013-01", write_csv(tmp_path / "2013-01.csv", HEADER, [row, row]))
+    split_partition(con, FLIGHTS, "2013-01")
+    failed = sorted(r[0] for r in con.execute("SELECT failed_checks FROM flights_quarantine").fetchall())
+    assert failed == ["carrier:not_nullable", "carrier:not_nullable; natural_key:duplicate"]
+
+
 def test_real_weather_quarantines_the_1048_mph_gust(con, seeded_landing):
     load_raw_partition(con, WEATHER, "2013-02", seeded_landing / "weather" / "2013-02.csv")
     counts = split_partition(con, WEATHER, "2013-02")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from mlplatform.assets import features, ingestion, training, validation
+from mlplatform.assets import evaluation, features, ingestion, training, validation
 from mlplatform.logs import configure_logging
 from mlplatform.resources import resources_for
 
@@ -14,7 +14,7 @@ REFERENCE_JOB = "reference_data"
 MONTHLY_JOB = "monthly_pipeline"
 TRAINING_JOB = "train_delay_model"
 
-_assets = dg.load_assets_from_modules([ingestion, validation, features, training])
+_assets = dg.load_assets_from_modules([ingestion, validation, features, training, evaluation])
 
 reference_data = dg.define_asset_job(
     REFERENCE_JOB,
@@ -39,7 +39,7 @@ def build_definitions(environment: str | None = None) -> dg.Definitions:
     """The platform's definitions, with resources for ``environment`` (default: ``MLPLATFORM_ENV``)."""
     return dg.Definitions(
         assets=_assets,
-        asset_checks=dg.load_asset_checks_from_modules([ingestion, validation, features, training]),
+        asset_checks=dg.load_asset_checks_from_modules([ingestion, validation, features, training, evaluation]),
         jobs=[reference_data, monthly_pipeline, train_delay_model],
         resources=resources_for(environment),
     )

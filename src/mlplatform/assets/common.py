@@ -7,7 +7,6 @@ from contextlib import contextmanager
 
 import dagster as dg
 import duckdb
-import polars as pl
 import structlog
 
 from mlplatform.contracts import Contract, Field
@@ -94,13 +93,6 @@ def _column(name: str, column_type: str, spec: Field | None) -> dg.TableColumn:
         description=f"null when {spec.null_reason}" if spec.null_reason else None,
         constraints=dg.TableColumnConstraints(nullable=spec.nullable),
     )
-
-
-def markdown_table(frame: pl.DataFrame) -> str:
-    """A small frame as a markdown table, for metadata shown in the UI."""
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
-    lines += ["| " + " | ".join(str(value) for value in row) + " |" for row in frame.iter_rows()]
-    return "\n".join(lines)
 
 
 def check_result(verdict: Verdict, check_name: str, asset: str, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:

@@ -11,11 +11,11 @@ from mlplatform.assets.common import (
     MONTHLY,
     OWNERS,
     check_result,
-    markdown_table,
     run_logger,
     table_metadata,
 )
 from mlplatform.contracts import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Contract
+from mlplatform.markdown import markdown_table
 from mlplatform.params import param
 from mlplatform.quality import null_shares, volume_vs_trailing_months
 from mlplatform.resources.landing import LandingZone

@@ -13,12 +13,12 @@ from pydantic import Field
 from mlplatform.assets.common import (
     DUCKDB_POOL,
     OWNERS,
-    markdown_table,
     recorded_md5s,
     run_logger,
     table_metadata,
     versioned,
 )
+from mlplatform.markdown import markdown_table
 from mlplatform.metrics import log_loss, roc_auc
 from mlplatform.model import LABEL
 from mlplatform.params import param
@@ -92,6 +92,7 @@ def delay_model(context: dg.AssetExecutionContext, config: DelayModelConfig, dvc
     source = repo.version_path(TRAINING_SET_TABLE, None)
     frame = pl.read_parquet(source)
     holdout = frame.filter((pl.col(SPLIT_COLUMN) == HOLDOUT) & pl.col(LABEL).is_not_null())
+    train_months = frame.filter(pl.col(SPLIT_COLUMN) == TRAIN)["partition_month"]
     settings = TrainingConfig(**{**config.model_dump(), "hidden": tuple(config.hidden)})
     with run_logger(context) as log:
         result = train(
@@ -105,7 +106,8 @@ def delay_model(context: dg.AssetExecutionContext, config: DelayModelConfig, dvc
             "metrics": metrics,
             "best_epoch": result.best_epoch,
             "training_data_version": file_md5(source),
-            "target_month": frame.filter(pl.col(SPLIT_COLUMN) == HOLDOUT)["partition_month"].first(),
+            "window": f"{train_months.min()}..{train_months.max()}",
+            "target_month": holdout["partition_month"].first(),
             "code_version": git_revision(repo.root),
             "libraries": _library_versions(),
         }

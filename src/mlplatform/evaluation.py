@@ -1,0 +1,108 @@
+"""Evaluating delay probabilities on a held-out month: overall, per group, against a baseline, as a card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mlplatform.markdown import markdown_table
+from mlplatform.metrics import log_loss, roc_auc
+
+CALIBRATION_BINS = 10
+# The baseline a model must beat: the flight's route delay rate from earlier months (already point in time),
+# falling back to the carrier's, then to the window's overall rate.
+BASELINE_COLUMNS = ("route_delay_rate", "carrier_delay_rate")
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the precision-recall curve, as average precision over the delayed flights."""
+    labels = np.asarray(labels).astype(bool)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    hits = labels[order]
+    precision_at_hit = np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)
+    return float(precision_at_hit.mean()) if hits.any() else 0.0
+
+
+def calibration(labels: np.ndarray, scores: np.ndarray, bins: int = CALIBRATION_BINS) -> pl.DataFrame:
+    """Mean predicted against observed delay rate in equal-width probability bins."""
+    frame = pl.DataFrame({"score": np.asarray(scores, dtype=np.float64), "label": np.asarray(labels, dtype=np.float64)})
+    return (
+        frame.with_columns((pl.col("score") * bins).floor().clip(0, bins - 1).cast(pl.Int32).alias("bin"))
+        .group_by("bin")
+        .agg(
+            pl.len().alias("flights"),
+            pl.col("score").mean().alias("predicted"),
+            pl.col("label").mean().alias("observed"),
+        )
+        .sort("bin")
+    )
+
+
+def expected_calibration_error(labels: np.ndarray, scores: np.ndarray) -> float:
+    bins = calibration(labels, scores)
+    weights = bins["flights"] / bins["flights"].sum()
+    return float((weights * (bins["predicted"] - bins["observed"]).abs()).sum())
+
+
+def summary(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    scores = np.asarray(scores, dtype=np.float64)
+    return {
+        "roc_auc": roc_auc(labels, scores),
+        "pr_auc": average_precision(labels, scores),
+        "log_loss": log_loss(labels, scores),
+        "brier": float(np.mean((scores - np.asarray(labels, dtype=np.float64)) ** 2)),
+        "calibration_error": expected_calibration_error(labels, scores),
+    }
+
+
+def by_group(frame: pl.DataFrame, labels: np.ndarray, scores: np.ndarray, column: str) -> pl.DataFrame:
+    """ROC AUC and delay rate per value of ``column``; groups with one class only get no AUC."""
+    data = frame.select(column).with_columns(pl.Series("label", labels), pl.Series("score", scores))
+    rows = []
+    for (value,), group in data.group_by(column, maintain_order=True):
+        group_labels, group_scores = group["label"].to_numpy(), group["score"].to_numpy()
+        both = 0 < group_labels.sum() < len(group_labels)
+        rows.append(
+            {
+                column: value,
+                "flights": group.height,
+                "delay_rate": float(group_labels.mean()),
+                "roc_auc": roc_auc(group_labels, group_scores) if both else None,
+            }
+        )
+    return pl.DataFrame(rows).sort("flights", descending=True)
+
+
+def baseline_scores(frame: pl.DataFrame) -> np.ndarray:
+    """The historical route delay rate of each flight (see :data:`BASELINE_COLUMNS`)."""
+    fallback = frame["carrier_delay_rate"].mean()
+    rate = pl.coalesce(
+        *[pl.col(column) for column in BASELINE_COLUMNS], pl.lit(fallback if fallback is not None else 0.5)
+    )
+    return frame.select(rate.cast(pl.Float64)).to_series().to_numpy()
+
+
+def model_card(
+    model_version: str,
+    target_month: str,
+    metrics: dict[str, dict[str, float]],
+    groups: dict[str, pl.DataFrame],
+    manifest: dict[str, Any],
+) -> str:
+    """A markdown model card: what the model is, what it was trained on, how it did and against what."""
+    table = pl.DataFrame([{"scored by": who, **values} for who, values in metrics.items()])
+    table = table.with_columns(pl.selectors.float().round(4))
+    sections = [
+        f"# Delay model {model_version}",
+        f"Predicts whether a scheduled departure leaves more than 15 minutes late. Trained on "
+        f"{manifest.get('window', 'the training window')}, evaluated on the held-out month {target_month}.",
+        f"- training data version (md5): `{manifest.get('training_data_version')}`\n"
+        f"- code version: `{manifest.get('code_version')}`\n- libraries: {manifest.get('libraries')}",
+        "## Held-out metrics\n\n" + markdown_table(table),
+    ]
+    for column, per_group in groups.items():
+        top = per_group.head(10).with_columns(pl.selectors.float().round(4))
+        sections.append(f"## By {column} (largest 10)\n\n" + markdown_table(top))
+    return "\n\n".join(sections) + "\n"
