@@ -21,6 +21,8 @@ MONTHLY = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, end_date=next_m
 # DuckDB allows one writer per file: every asset that writes the warehouse runs in this pool, which
 # dagster.yaml limits to one step at a time.
 DUCKDB_POOL = "duckdb"
+# Steps that call DVC without writing the warehouse (the model artifact) take this one-slot pool.
+DVC_POOL = "dvc"
 OWNERS = ["team:data-platform"]
 
 

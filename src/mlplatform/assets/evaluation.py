@@ -4,8 +4,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from mlplatform.assets.common import OWNERS, run_logger
-from mlplatform.assets.training import DVC_POOL, MODEL_ARTIFACT
+from mlplatform.assets.common import DVC_POOL, OWNERS, run_logger
+from mlplatform.assets.training import MODEL_ARTIFACT
 from mlplatform.evaluation import baseline_scores, by_group, calibration, model_card, summary
 from mlplatform.markdown import markdown_table
 from mlplatform.model import LABEL, load_model

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from mlplatform.assets.common import (
     DUCKDB_POOL,
+    DVC_POOL,
     OWNERS,
     recorded_md5s,
     run_logger,
@@ -28,8 +29,6 @@ from mlplatform.training import TrainingConfig, device, train
 from mlplatform.training_set import HOLDOUT, SPLIT_COLUMN, TRAIN, TRAINING_SET_TABLE, build_training_set, window_months
 from mlplatform.versioning import file_md5, git_revision
 
-# Steps that call DVC without writing the warehouse take this pool (dagster.yaml gives it one slot).
-DVC_POOL = "dvc"
 MODEL_ARTIFACT = "delay_model"
 
 
