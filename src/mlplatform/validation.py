@@ -18,13 +18,16 @@ from mlplatform.warehouse import (
     PARTITION_COLUMN,
     clean_table,
     ensure_tables,
+    partition_row_count,
     quarantine_table,
     raw_table,
 )
 
-# 250k rows keep a 10M-row month under 1.3 GB peak; 1M rows cost 2.3 GB for 10-30% less time (benchmarks).
-DEFAULT_BATCH_ROWS = 250_000
+# Only failing rows come back from a batch, so 1M-row batches keep a 10M-row month at 1.4-1.6 GB peak
+# (docs/benchmarks.md).
+DEFAULT_BATCH_ROWS = 1_000_000
 _ROW = "_row"
+_POSITION = "_position"
 
 
 @dataclass(frozen=True)
@@ -37,41 +40,46 @@ class SplitCounts:
 def split_partition(
     con: duckdb.DuckDBPyConnection, contract: Contract, month: str, batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> SplitCounts:
-    """Replace ``month`` of the clean and quarantine tables with the validated raw rows, atomically."""
+    """Replace ``month`` of the clean and quarantine tables with the validated raw rows, atomically.
+
+    Batches come back from validation as the ids (DuckDB ``rowid``) and failed checks of invalid rows only;
+    the rows themselves move inside DuckDB, so valid rows never make a second trip through Python.
+    """
     ensure_tables(con, contract)
     year, month_number = (int(part) for part in month.split("-"))
     schema = contract.schema(year, month_number)
-    clean, quarantine = clean_table(contract), quarantine_table(contract)
-    # A second connection streams the raw rows while this one writes inside a transaction.
-    reader = con.cursor()
-    rows = rows_with_duplicate_flag(contract, raw_table(contract), f"{PARTITION_COLUMN} = $month")
-    batches = reader.sql(rows, params={"month": month}).to_arrow_reader(batch_rows)
-    counts = {"raw": 0, "clean": 0, "quarantined": 0}
+    raw, clean, quarantine = raw_table(contract), clean_table(contract), quarantine_table(contract)
+    in_month = f"{PARTITION_COLUMN} = $month"
     con.execute("BEGIN TRANSACTION")
     try:
+        rows = con.sql(rows_with_duplicate_flag(contract, raw, in_month), params={"month": month})
+        failures = [failed_checks_by_row(schema, pl.from_arrow(batch)) for batch in rows.to_arrow_reader(batch_rows)]
+        con.register("failed", pl.concat([_no_failures(), *failures]).to_arrow())
         for table in (clean, quarantine):
-            con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [month])
-        for batch in batches:
-            frame = pl.from_arrow(batch).with_row_index(_ROW)
-            failures = failed_checks_by_row(schema, frame)
-            valid_rows = frame.join(failures, on=_ROW, how="anti").drop(_ROW, DUPLICATE_FLAG).to_arrow()
-            bad_rows = frame.join(failures, on=_ROW, how="inner").drop(_ROW, DUPLICATE_FLAG).to_arrow()
-            con.execute(f"INSERT INTO {clean} SELECT * FROM valid_rows")
-            con.execute(f"INSERT INTO {quarantine} SELECT * FROM bad_rows")
-            counts["raw"] += frame.height
-            counts["clean"] += valid_rows.num_rows
-            counts["quarantined"] += bad_rows.num_rows
+            con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = $month", {"month": month})
+        con.execute(
+            f"INSERT INTO {clean} SELECT * FROM {raw} AS r ANTI JOIN failed AS f ON r.rowid = f.{_ROW} "
+            f"WHERE {in_month}",
+            {"month": month},
+        )
+        con.execute(
+            f"INSERT INTO {quarantine} SELECT r.*, f.{FAILED_CHECKS_COLUMN} FROM {raw} AS r "
+            f"JOIN failed AS f ON r.rowid = f.{_ROW} WHERE {in_month}",
+            {"month": month},
+        )
     except BaseException:
         con.execute("ROLLBACK")
         raise
     finally:
-        reader.close()
+        con.unregister("failed")
     con.execute("COMMIT")
-    return SplitCounts(**counts)
+    counts = [partition_row_count(con, table, month) for table in (raw, clean, quarantine)]
+    return SplitCounts(*counts)
 
 
 def rows_with_duplicate_flag(contract: Contract, table: str, where: str = "true") -> str:
-    """SQL selecting a table's rows with :data:`DUPLICATE_FLAG` set on every repeat of a natural key.
+    """SQL selecting a table's contract columns, :data:`DUPLICATE_FLAG` set on every repeat of a natural key,
+    and each row's DuckDB ``rowid`` as ``_row``.
 
     Keys are counted with a hash aggregate first; only rows whose key repeats are ranked (on every column,
     so the same file always keeps the same copy). Ranking every row would sort the whole month.
@@ -81,7 +89,7 @@ def rows_with_duplicate_flag(contract: Contract, table: str, where: str = "true"
     # NULL-safe, so repeated rows with a missing key column are still flagged as duplicates.
     same_key = " AND ".join(f'r."{name}" IS NOT DISTINCT FROM t."{name}"' for name in contract.natural_key)
     rank = f"row_number() OVER (PARTITION BY {key} ORDER BY {every_column}) > 1"
-    rest = f"* EXCLUDE ({every_column})"
+    rest = f"t.rowid AS {_ROW}"
     return f"""
         WITH repeated AS (SELECT {key} FROM {table} WHERE {where} GROUP BY ALL HAVING count(*) > 1)
         SELECT {every_column}, false AS {DUPLICATE_FLAG}, {rest}
@@ -95,13 +103,12 @@ def rows_with_duplicate_flag(contract: Contract, table: str, where: str = "true"
 def reference_violations(con: duckdb.DuckDBPyConnection, contract: Contract) -> pl.DataFrame:
     """The rows of a (small) reference table that break its contract: natural key and failed checks."""
     frame = pl.from_arrow(con.sql(rows_with_duplicate_flag(contract, contract.name)).to_arrow_table())
-    frame = frame.with_row_index(_ROW)
     failures = failed_checks_by_row(contract.schema(), frame)
     return frame.join(failures, on=_ROW).select(*contract.natural_key, FAILED_CHECKS_COLUMN)
 
 
 def failed_checks_by_row(schema, frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per invalid input row: its ``_row`` index and the checks it failed, as ``column:check; ...``."""
+    """One row per invalid row of ``frame``: its ``_row`` id and the checks it failed, as ``column:check; ...``."""
     try:
         schema.validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as errors:
@@ -109,17 +116,23 @@ def failed_checks_by_row(schema, frame: pl.DataFrame) -> pl.DataFrame:
         if cases["index"].null_count():
             # A failure with no row (a missing column, a wrong type) means the raw table itself is wrong.
             raise
-        return (
+        by_position = (
             cases.select(
-                pl.col("index").cast(pl.UInt32).alias(_ROW),
+                pl.col("index").cast(pl.UInt32).alias(_POSITION),
                 pl.when(pl.col("column") == DUPLICATE_FLAG)
                 .then(pl.lit("natural_key:duplicate"))
                 .otherwise(pl.col("column") + ":" + pl.col("check"))
                 .alias(FAILED_CHECKS_COLUMN),
             )
             .unique()
-            .sort(_ROW, FAILED_CHECKS_COLUMN)
-            .group_by(_ROW, maintain_order=True)
+            .sort(_POSITION, FAILED_CHECKS_COLUMN)
+            .group_by(_POSITION, maintain_order=True)
             .agg(pl.col(FAILED_CHECKS_COLUMN).str.join("; "))
         )
-    return pl.DataFrame(schema={_ROW: pl.UInt32, FAILED_CHECKS_COLUMN: pl.String})
+        ids = frame.select(pl.col(_ROW).cast(pl.Int64)).with_row_index(_POSITION)
+        return by_position.join(ids, on=_POSITION).select(_ROW, FAILED_CHECKS_COLUMN)
+    return _no_failures()
+
+
+def _no_failures() -> pl.DataFrame:
+    return pl.DataFrame(schema={_ROW: pl.Int64, FAILED_CHECKS_COLUMN: pl.String})
