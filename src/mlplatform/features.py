@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from mlplatform.params import load_params
-from mlplatform.warehouse import PARTITION_COLUMN, partition_row_count
+from mlplatform.warehouse import PARTITION_COLUMN, partition_row_count, transaction
 
 FEATURES_TABLE = "flight_features"
 
@@ -111,14 +111,9 @@ def build_features(con: duckdb.DuckDBPyConnection, month: str, params: FeaturePa
     con.register("holidays", _holiday_table(int(month[:4])))
     try:
         con.execute(f"CREATE TABLE IF NOT EXISTS {FEATURES_TABLE} AS {select} LIMIT 0", args)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(f"DELETE FROM {FEATURES_TABLE} WHERE {PARTITION_COLUMN} = ?", [month])
             con.execute(f"INSERT INTO {FEATURES_TABLE} {select}", args)
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
     finally:
         con.unregister("holidays")
     return partition_row_count(con, FEATURES_TABLE, month)

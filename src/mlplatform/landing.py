@@ -19,7 +19,6 @@ import duckdb
 
 from mlplatform.sql import sql_string
 
-MONTHLY_DATASETS = ("flights", "weather")
 REFERENCE_DATASETS = ("airlines", "airports", "planes")
 LANDING_SUFFIXES = (".csv", ".parquet")
 

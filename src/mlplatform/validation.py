@@ -21,6 +21,7 @@ from mlplatform.warehouse import (
     partition_row_count,
     quarantine_table,
     raw_table,
+    transaction,
 )
 
 # Only failing rows come back from a batch, so 1M-row batches keep a 10M-row month at 1.4-1.6 GB peak
@@ -50,29 +51,26 @@ def split_partition(
     schema = contract.schema(year, month_number)
     raw, clean, quarantine = raw_table(contract), clean_table(contract), quarantine_table(contract)
     in_month = f"{PARTITION_COLUMN} = $month"
-    con.execute("BEGIN TRANSACTION")
     try:
-        rows = con.sql(rows_with_duplicate_flag(contract, raw, in_month), params={"month": month})
-        failures = [failed_checks_by_row(schema, pl.from_arrow(batch)) for batch in rows.to_arrow_reader(batch_rows)]
-        con.register("failed", pl.concat([_no_failures(), *failures]).to_arrow())
-        for table in (clean, quarantine):
-            con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = $month", {"month": month})
-        con.execute(
-            f"INSERT INTO {clean} SELECT * FROM {raw} AS r ANTI JOIN failed AS f ON r.rowid = f.{_ROW} "
-            f"WHERE {in_month}",
-            {"month": month},
-        )
-        con.execute(
-            f"INSERT INTO {quarantine} SELECT r.*, f.{FAILED_CHECKS_COLUMN} FROM {raw} AS r "
-            f"JOIN failed AS f ON r.rowid = f.{_ROW} WHERE {in_month}",
-            {"month": month},
-        )
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            rows = con.sql(rows_with_duplicate_flag(contract, raw, in_month), params={"month": month})
+            batches = rows.to_arrow_reader(batch_rows)
+            failures = [failed_checks_by_row(schema, pl.from_arrow(batch)) for batch in batches]
+            con.register("failed", pl.concat([_no_failures(), *failures]).to_arrow())
+            for table in (clean, quarantine):
+                con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = $month", {"month": month})
+            con.execute(
+                f"INSERT INTO {clean} SELECT * FROM {raw} AS r ANTI JOIN failed AS f ON r.rowid = f.{_ROW} "
+                f"WHERE {in_month}",
+                {"month": month},
+            )
+            con.execute(
+                f"INSERT INTO {quarantine} SELECT r.*, f.{FAILED_CHECKS_COLUMN} FROM {raw} AS r "
+                f"JOIN failed AS f ON r.rowid = f.{_ROW} WHERE {in_month}",
+                {"month": month},
+            )
     finally:
         con.unregister("failed")
-    con.execute("COMMIT")
     counts = [partition_row_count(con, table, month) for table in (raw, clean, quarantine)]
     return SplitCounts(*counts)
 

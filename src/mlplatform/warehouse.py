@@ -7,6 +7,8 @@ transaction, so re-running a partition never duplicates rows and a failed load l
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -19,6 +21,18 @@ PARTITION_COLUMN = "partition_month"
 SOURCE_COLUMN = "source_file"
 FAILED_CHECKS_COLUMN = "failed_checks"
 _READ_AS = {"TIMESTAMP": "TIMESTAMPTZ"}
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Everything inside commits together or not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def raw_table(contract: Contract) -> str:
@@ -54,27 +68,23 @@ def load_raw_partition(con: duckdb.DuckDBPyConnection, contract: Contract, month
     ensure_tables(con, contract)
     source = _csv_source(contract, path) if path.suffix == ".csv" else _parquet_source(con, contract, path)
     table = raw_table(contract)
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [month])
-        con.execute(f"INSERT INTO {table} SELECT *, ?, ? FROM ({source})", [month, path.name])
+        with transaction(con):
+            con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [month])
+            con.execute(f"INSERT INTO {table} SELECT *, ?, ? FROM ({source})", [month, path.name])
     except duckdb.Error as error:
-        con.execute("ROLLBACK")
         raise _landing_error(path, contract, error) from error
-    con.execute("COMMIT")
     return partition_row_count(con, table, month)
 
 
 def load_reference(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path) -> int:
     """Replace the whole reference table ``contract.name`` with one landing file; returns the row count."""
     source = _csv_source(contract, path)
-    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {contract.name} AS {source}")
+        with transaction(con):
+            con.execute(f"CREATE OR REPLACE TABLE {contract.name} AS {source}")
     except duckdb.Error as error:
-        con.execute("ROLLBACK")
         raise _landing_error(path, contract, error) from error
-    con.execute("COMMIT")
     return con.execute(f"SELECT count(*) FROM {contract.name}").fetchall()[0][0]
 
 
@@ -82,14 +92,9 @@ def replace_from_parquet(con: duckdb.DuckDBPyConnection, table: str, month: str 
     """Replace ``table`` (one month of it, if given) with the rows of an exported version, atomically."""
     where = f"WHERE {PARTITION_COLUMN} = $month" if month else ""
     params = {"month": month} if month else {}
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(f"DELETE FROM {table} {where}", params)
         con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet({sql_string(path)})")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
     return con.execute(f"SELECT count(*) FROM {table} {where}", params).fetchall()[0][0]
 
 
