@@ -20,11 +20,14 @@ class RecordedVersion:
     recorded_at: dt.datetime
 
 
-def recorded_versions(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> list[RecordedVersion]:
-    """Every DVC version of ``asset`` (one partition of it, if given) that a materialization recorded, newest first."""
+def recorded_versions(
+    instance: dg.DagsterInstance, asset: str, partition: str | None = None, limit: int = MAX_VERSIONS
+) -> list[RecordedVersion]:
+    """The DVC versions of ``asset`` (one partition of it, if given) that its latest ``limit`` materializations
+    recorded, newest first."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
-        limit=MAX_VERSIONS,
+        limit=limit,
     ).records
     versions = []
     for record in records:

@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 import structlog
 
+from mlplatform.catalog import recorded_versions
 from mlplatform.contracts import Contract, Field
 from mlplatform.logs import get_logger
 from mlplatform.quality import Verdict
@@ -76,14 +77,8 @@ def versioned(
 
 def recorded_md5s(instance: dg.DagsterInstance, asset: str, partitions: list[str]) -> dict[str, str]:
     """The DVC md5 of the latest materialization of each given partition of ``asset``, keyed ``asset[partition]``."""
-    versions = {}
-    for partition in partitions:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
-        ).records
-        if records and "dvc/md5" in records[0].asset_materialization.metadata:
-            versions[f"{asset}[{partition}]"] = records[0].asset_materialization.metadata["dvc/md5"].value
-    return versions
+    latest = {partition: recorded_versions(instance, asset, partition, limit=1) for partition in partitions}
+    return {f"{asset}[{partition}]": versions[0].md5 for partition, versions in latest.items() if versions}
 
 
 def _column(name: str, column_type: str, spec: Field | None) -> dg.TableColumn:
