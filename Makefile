@@ -51,7 +51,13 @@ run: install seed $(DAGSTER_HOME)/dagster.yaml
 test: install
 	$(BIN)/python -m pytest --cov --cov-report=term-missing
 
-benchmark: install
+BENCHMARK_INSTALLED := $(VENV)/.benchmark-installed
+
+$(BENCHMARK_INSTALLED): requirements-benchmark.lock $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -r requirements-benchmark.lock -c requirements.lock
+	touch $@
+
+benchmark: install $(BENCHMARK_INSTALLED)
 	$(BIN)/python benchmarks/pipeline_throughput.py
 
 clean:
