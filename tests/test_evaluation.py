@@ -1,5 +1,8 @@
 """Evaluation metrics and the model card, against hand-computed values."""
 
+import base64
+import re
+
 import numpy as np
 import polars as pl
 import pytest
@@ -11,8 +14,10 @@ from mlplatform.evaluation import (
     calibration,
     expected_calibration_error,
     model_card,
+    promotion_gate,
     summary,
 )
+from mlplatform.plots import bar_chart, calibration_chart, training_curve_chart
 
 LABELS = np.array([1, 0, 1, 0, 0, 1])
 SCORES = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])
@@ -62,3 +67,28 @@ def test_model_card_names_the_versions_and_compares_with_the_baseline():
     )
     assert card.startswith("# Delay model abc123")
     assert "`def456`" in card and "2013-01..2013-06" in card and "| baseline |" in card and "## By carrier" in card
+
+
+@pytest.mark.parametrize(
+    ("auc", "champion", "passed", "reason"),
+    [
+        (0.70, None, True, "minimum 0.6500, baseline 0.6000"),
+        (0.64, None, False, "below the minimum"),
+        (0.70, 0.703, True, "champion 0.7030"),  # within the tolerance
+        (0.70, 0.72, False, "worse than the champion's 0.7200 by more than 0.0050"),
+        (0.59, 0.72, False, "not above the route-rate baseline"),
+    ],
+)
+def test_the_promotion_gate(auc, champion, passed, reason):
+    verdict, why = promotion_gate(auc, 0.60, 0.65, champion, 0.005)
+    assert verdict is passed and reason in why
+
+
+def test_charts_are_markdown_png_images():
+    for chart in (
+        training_curve_chart([1, 2, 3], [0.6, 0.5, 0.45], [0.55, 0.5, 0.52]),
+        calibration_chart([0.1, 0.5], [0.12, 0.4], [100, 10]),
+        bar_chart(["dep_hour", "temp"], [0.05, 0.3], 0.1, "Drift by feature", "Wasserstein (normed)"),
+    ):
+        alt, data = re.fullmatch(r"!\[([^\]]+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", chart).groups()
+        assert alt and base64.b64decode(data).startswith(b"\x89PNG")

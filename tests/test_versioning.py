@@ -67,6 +67,25 @@ def test_two_versions_reach_the_remote_and_the_first_comes_back_without_the_cach
     assert restored.read_bytes() == b"first version"
 
 
+def test_a_folder_version_comes_back_whole_and_a_corrupted_file_is_refused(repo):
+    folder = repo.versions_dir / "model"
+    folder.mkdir(parents=True)
+    (folder / "weights.pt").write_bytes(b"weights one")
+    (folder / "manifest.json").write_text("{}")
+    first = repo.track(folder)
+    (folder / "weights.pt").write_bytes(b"weights two")
+    assert repo.track(folder).md5 != first.md5 and first.md5.endswith(".dir")
+
+    shutil.rmtree(repo.root / ".dvc" / "cache")
+    restored = repo.restore(first.md5, "model")
+    assert (restored / "weights.pt").read_bytes() == b"weights one"
+    assert repo.restore(first.md5, "model") == restored  # already there: nothing pulled
+
+    (restored / "weights.pt").write_bytes(b"tampered")
+    shutil.rmtree(repo.root / ".dvc" / "cache")
+    assert (repo.restore(first.md5, "model") / "weights.pt").read_bytes() == b"weights one"
+
+
 def test_git_revision_is_recorded_when_there_is_one(repo):
     subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--allow-empty", "-qm", "start"],

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlplatform.landing import LandingFileError
+from mlplatform.registry import RegistryError
 from mlplatform.settings import FIRST_MONTH, LAST_MONTH, Paths, parse_month_spec
 from mlplatform.versioning import DVCError
 
@@ -44,6 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore.add_argument("--version", required=True, help="the version's md5 (see `mlplatform versions`)")
     restore.add_argument("--partition")
     restore.set_defaults(run=lambda args: _restore(args.asset, args.version, args.partition))
+    models = commands.add_parser("models", help="list the model registry: every version, its metrics and gate")
+    models.set_defaults(run=lambda args: _models())
+    promote = commands.add_parser("promote", help="make a registered model version the champion")
+    promote.add_argument("version", help="the version's md5 or a unique prefix of it (see `mlplatform models`)")
+    promote.add_argument("--reason", choices=("manual", "scheduled", "drift"), default="manual")
+    promote.add_argument("--note", help="why, in words, kept with the promotion")
+    promote.set_defaults(run=lambda args: _promote(args.version, args.reason, args.note))
+    rollback = commands.add_parser("rollback", help="undo the champion's promotion: the previous champion returns")
+    rollback.set_defaults(run=lambda args: _rollback())
     gc = commands.add_parser("gc", help="remove DVC objects that no version recorded in the event log references")
     gc.add_argument("--cloud", action="store_true", help="collect in the remote too")
     gc.set_defaults(run=lambda args: _collect_garbage(args.cloud))
@@ -51,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (DVCError, LandingFileError, FileNotFoundError) as error:
+    except (DVCError, LandingFileError, FileNotFoundError, RegistryError) as error:
         print(f"mlplatform {args.command}: {error}", file=sys.stderr)
         return 1
 
@@ -136,6 +146,63 @@ def _restore(asset: str, md5: str, partition: str | None) -> int:
     return 0
 
 
+def _models() -> int:
+    from mlplatform import registry
+    from mlplatform.resources import resources_for
+
+    with resources_for()["duckdb"].get_connection() as con:
+        champion, versions = registry.champion(con), registry.versions(con)
+    if not versions:
+        print("no model versions registered yet: run the train_delay_model job", file=sys.stderr)
+        return 1
+    print("version                               target   ROC AUC  gate    champion")
+    for model in versions:
+        mark = "*" if champion and champion.version == model.version else ""
+        gate = "passed" if model.gate_passed else "failed"
+        print(f"{model.version:<37} {model.target_month}  {model.metrics['roc_auc']:.4f}   {gate}  {mark}")
+    return 0
+
+
+def _promote(version: str, reason: str, note: str | None) -> int:
+    from mlplatform import registry
+
+    def change(con):
+        return registry.promote(con, registry.resolve_version(con, version), reason, note)
+
+    return _change_champion(change, "promoted")
+
+
+def _rollback() -> int:
+    from mlplatform import registry
+
+    return _change_champion(registry.rollback, "rolled back to")
+
+
+def _change_champion(change, verb: str) -> int:
+    """Apply ``change`` to the registry, make sure the new champion's artifact is on disk (through DVC, from
+    the remote if the cache lost it), and record the new champion as a ``champion_model`` materialization."""
+    prepare_dagster_home()
+    import dagster as dg
+
+    from mlplatform import registry
+    from mlplatform.assets.serving import champion_metadata
+    from mlplatform.resources import resources_for
+
+    resources = resources_for()
+    with resources["duckdb"].get_connection() as con:
+        champion = change(con)
+        artifact = registry.artifact_folder(resources["dvc"].repo(), champion.version)
+        metadata = champion_metadata(con)
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "champion_model", metadata=metadata, tags={"dagster/data_version": champion.version}
+            )
+        )
+    print(f"champion {verb} {champion.version} ({champion.reason}); artifact at {artifact}")
+    return 0
+
+
 def _collect_garbage(cloud: bool) -> int:
     prepare_dagster_home()
     from dagster import DagsterInstance
@@ -152,32 +219,45 @@ def _collect_garbage(cloud: bool) -> int:
 
 
 def _materialize(months: list[str]) -> int:
+    """The reference job, then each month in order, then (when its months exist) training and promotion, then
+    scoring of each month by the champion. Stops at the first failure."""
     prepare_dagster_home()
     from dagster import DagsterInstance
 
-    from mlplatform.definitions import MONTHLY_JOB, REFERENCE_JOB, build_definitions
+    from mlplatform.definitions import MONTHLY_JOB, REFERENCE_JOB, SCORING_JOB, TRAINING_JOB, build_definitions
 
     defs = build_definitions()
     repo = defs.resources["dvc"].repo()
-    runs = [(REFERENCE_JOB, None)] + [(MONTHLY_JOB, month) for month in months]
     with DagsterInstance.get() as instance:
-        for job_name, partition in runs:
-            result = defs.resolve_job_def(job_name).execute_in_process(
-                instance=instance, partition_key=partition, raise_on_error=False
-            )
-            label = f"{job_name}{f' [{partition}]' if partition else ''}"
-            if not result.success:
-                failed = [event.step_key for event in result.all_events if event.is_step_failure]
-                print(f"{label}: run {result.run_id} failed at {failed or 'a blocking check'}", file=sys.stderr)
+        if _run(defs, instance, REFERENCE_JOB):
+            return 1
+        for month in months:
+            if _run(defs, instance, MONTHLY_JOB, month):
                 return 1
-            print(f"{label}: run {result.run_id} succeeded")
-            if partition:
-                repo.record_stage(MONTH_STAGE.format(month=partition))
-        return _train(defs, instance)
+            repo.record_stage(MONTH_STAGE.format(month=month))
+        if not _training_months_present(defs):
+            return 0
+        if _run(defs, instance, TRAINING_JOB):
+            return 1
+        return 1 if any(_run(defs, instance, SCORING_JOB, month) for month in months) else 0
 
 
-def _train(defs, instance) -> int:
-    """Run the training job when every month it needs has features; otherwise say what is missing."""
+def _run(defs, instance, job_name: str, partition: str | None = None) -> bool:
+    """Run one job (one partition of it); whether it failed, after saying so."""
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, partition_key=partition, raise_on_error=False
+    )
+    label = f"{job_name}{f' [{partition}]' if partition else ''}"
+    if result.success:
+        print(f"{label}: run {result.run_id} succeeded")
+        return False
+    failed = [event.step_key for event in result.all_events if event.is_step_failure]
+    print(f"{label}: run {result.run_id} failed at {failed or 'a blocking check'}", file=sys.stderr)
+    return True
+
+
+def _training_months_present(defs) -> bool:
+    """Whether every month the training job needs has features; if not, say which are missing."""
     from mlplatform.definitions import TRAINING_JOB
     from mlplatform.params import param
     from mlplatform.training_set import missing_months
@@ -186,13 +266,7 @@ def _train(defs, instance) -> int:
         missing = missing_months(con, param("training", "target_month"), param("training", "window_months"))
     if missing:
         print(f"{TRAINING_JOB}: skipped, flight_features has no rows for {', '.join(missing)} yet")
-        return 0
-    result = defs.resolve_job_def(TRAINING_JOB).execute_in_process(instance=instance, raise_on_error=False)
-    if not result.success:
-        print(f"{TRAINING_JOB}: run {result.run_id} failed", file=sys.stderr)
-        return 1
-    print(f"{TRAINING_JOB}: run {result.run_id} succeeded")
-    return 0
+    return not missing
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -106,3 +106,23 @@ def model_card(
         top = per_group.head(10).with_columns(pl.selectors.float().round(4))
         sections.append(f"## By {column} (largest 10)\n\n" + markdown_table(top))
     return "\n\n".join(sections) + "\n"
+
+
+def promotion_gate(
+    roc_auc: float, baseline_roc_auc: float, min_roc_auc: float, champion_roc_auc: float | None, tolerance: float
+) -> tuple[bool, str]:
+    """Whether a challenger may be promoted, and why: at least the minimum AUC, above the baseline, and not
+    worse than the champion on the same rows by more than ``tolerance`` (no champion: that part passes)."""
+    failures = []
+    if roc_auc < min_roc_auc:
+        failures.append(f"ROC AUC {roc_auc:.4f} below the minimum {min_roc_auc:.4f}")
+    if roc_auc <= baseline_roc_auc:
+        failures.append(f"ROC AUC {roc_auc:.4f} not above the route-rate baseline {baseline_roc_auc:.4f}")
+    if champion_roc_auc is not None and roc_auc < champion_roc_auc - tolerance:
+        failures.append(
+            f"ROC AUC {roc_auc:.4f} worse than the champion's {champion_roc_auc:.4f} by more than {tolerance:.4f}"
+        )
+    if failures:
+        return False, "; ".join(failures)
+    against = f", champion {champion_roc_auc:.4f} (tolerance {tolerance:.4f})" if champion_roc_auc is not None else ""
+    return True, f"ROC AUC {roc_auc:.4f}: minimum {min_roc_auc:.4f}, baseline {baseline_roc_auc:.4f}{against}"

@@ -36,6 +36,7 @@ NUMERIC = (
     "route_delay_rate",
     "origin_hour_delay_rate",
 )
+ARTIFACT_NAME = "delay_model"  # the artifact's folder, tracked by DVC as one version
 WEIGHTS_FILE = "weights.pt"
 MANIFEST_FILE = "manifest.json"
 

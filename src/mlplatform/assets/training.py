@@ -21,15 +21,14 @@ from mlplatform.assets.common import (
 )
 from mlplatform.markdown import markdown_table
 from mlplatform.metrics import log_loss, roc_auc
-from mlplatform.model import LABEL
+from mlplatform.model import ARTIFACT_NAME, LABEL
 from mlplatform.params import param
+from mlplatform.plots import training_curve_chart
 from mlplatform.resources.dvc import DVCResource
 from mlplatform.resources.warehouse import Warehouse
 from mlplatform.training import TrainingConfig, device, train
 from mlplatform.training_set import HOLDOUT, SPLIT_COLUMN, TRAIN, TRAINING_SET_TABLE, build_training_set, window_months
 from mlplatform.versioning import file_md5, git_revision
-
-MODEL_ARTIFACT = "delay_model"
 
 
 class TrainingSetConfig(dg.Config):
@@ -110,7 +109,7 @@ def delay_model(context: dg.AssetExecutionContext, config: DelayModelConfig, dvc
             "code_version": git_revision(repo.root),
             "libraries": _library_versions(),
         }
-        version = repo.track(result.model.save(repo.versions_dir / MODEL_ARTIFACT, manifest))
+        version = repo.track(result.model.save(repo.versions_dir / ARTIFACT_NAME, manifest))
         log.info("model trained", **metrics, best_epoch=result.best_epoch, md5=version.md5)
     curve = pl.DataFrame([asdict(epoch) for epoch in result.curve]).with_columns(pl.selectors.float().round(5))
     return dg.MaterializeResult(
@@ -119,7 +118,11 @@ def delay_model(context: dg.AssetExecutionContext, config: DelayModelConfig, dvc
             **metrics,
             "best_epoch": result.best_epoch,
             "epochs_run": len(result.curve),
-            "training_curve": dg.MetadataValue.md(markdown_table(curve)),
+            "training_curve": dg.MetadataValue.md(
+                training_curve_chart(curve["epoch"], curve["train_loss"], curve["validation_loss"])
+                + "\n\n"
+                + markdown_table(curve)
+            ),
             "training_data_version": manifest["training_data_version"],
             "device": str(device()),
             "dvc/md5": version.md5,

@@ -1,0 +1,179 @@
+"""The model registry: every trained version with its metrics, and the promotions that made one champion.
+
+Two DuckDB tables in the warehouse. ``model_versions`` holds one row per artifact version (its DVC md5),
+written when the version is evaluated. ``model_promotions`` is a stack: promoting pushes a row with when
+and why (manual, scheduled, drift), rolling back marks the top row rolled back, and the champion is the
+newest promotion not rolled back. Nothing is ever deleted, so the history answers "which model scored this".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from mlplatform.model import ARTIFACT_NAME
+from mlplatform.versioning import DVCRepo
+from mlplatform.warehouse import transaction
+
+VERSIONS_TABLE = "model_versions"
+PROMOTIONS_TABLE = "model_promotions"
+REASONS = ("manual", "scheduled", "drift")
+
+
+class RegistryError(ValueError):
+    """A promotion or rollback that cannot be done, with the reason."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str  # the artifact folder's DVC md5
+    target_month: str
+    window: str
+    training_data_version: str
+    metrics: dict[str, float]  # on the held-out month
+    gate_passed: bool
+    gate_reason: str
+    registered_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: str
+    reason: str
+    promoted_at: dt.datetime
+    previous_version: str | None
+    note: str | None
+
+
+def ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
+            version VARCHAR PRIMARY KEY, registered_at TIMESTAMPTZ NOT NULL, target_month VARCHAR NOT NULL,
+            "window" VARCHAR NOT NULL, training_data_version VARCHAR NOT NULL, metrics JSON NOT NULL,
+            gate_passed BOOLEAN NOT NULL, gate_reason VARCHAR NOT NULL)"""
+    )
+    con.execute(
+        f"""CREATE TABLE IF NOT EXISTS {PROMOTIONS_TABLE} (
+            promoted_at TIMESTAMPTZ NOT NULL, version VARCHAR NOT NULL, reason VARCHAR NOT NULL,
+            previous_version VARCHAR, note VARCHAR, rolled_back_at TIMESTAMPTZ)"""
+    )
+
+
+def register(con: duckdb.DuckDBPyConnection, model: ModelVersion) -> None:
+    """Record (or re-record, after a re-evaluation) a version and its evaluation."""
+    ensure_registry(con)
+    con.execute(
+        f"INSERT OR REPLACE INTO {VERSIONS_TABLE} VALUES (?, now(), ?, ?, ?, ?, ?, ?)",
+        [
+            model.version,
+            model.target_month,
+            model.window,
+            model.training_data_version,
+            json.dumps(model.metrics),
+            model.gate_passed,
+            model.gate_reason,
+        ],
+    )
+
+
+def get_version(con: duckdb.DuckDBPyConnection, version: str) -> ModelVersion | None:
+    ensure_registry(con)
+    row = con.execute(f"SELECT * FROM {VERSIONS_TABLE} WHERE version = ?", [version]).fetchone()
+    return _model_version(row) if row else None
+
+
+def resolve_version(con: duckdb.DuckDBPyConnection, prefix: str) -> str:
+    """The registered version that ``prefix`` (a whole md5 or its start) names unambiguously."""
+    matches = [model.version for model in versions(con) if model.version.startswith(prefix)]
+    if len(matches) != 1:
+        found = "no registered version" if not matches else f"{len(matches)} versions ({', '.join(matches)})"
+        raise RegistryError(f"{prefix!r} matches {found}: `mlplatform models` lists them")
+    return matches[0]
+
+
+def versions(con: duckdb.DuckDBPyConnection) -> list[ModelVersion]:
+    """Every registered version, newest first."""
+    ensure_registry(con)
+    rows = con.execute(f"SELECT * FROM {VERSIONS_TABLE} ORDER BY registered_at DESC, version").fetchall()
+    return [_model_version(row) for row in rows]
+
+
+def champion(con: duckdb.DuckDBPyConnection) -> Promotion | None:
+    """The newest promotion not rolled back: the model that scores flights now."""
+    ensure_registry(con)
+    row = con.execute(
+        f"SELECT version, reason, promoted_at, previous_version, note FROM {PROMOTIONS_TABLE} "
+        "WHERE rolled_back_at IS NULL ORDER BY promoted_at DESC LIMIT 1"
+    ).fetchone()
+    return Promotion(*row) if row else None
+
+
+def challenger(con: duckdb.DuckDBPyConnection) -> ModelVersion | None:
+    """The newest registered version, when it is not the champion: the model scored in its shadow."""
+    current = champion(con)
+    newest = versions(con)[:1]
+    if not newest or (current and newest[0].version == current.version):
+        return None
+    return newest[0]
+
+
+def promote(con: duckdb.DuckDBPyConnection, version: str, reason: str, note: str | None = None) -> Promotion:
+    """Make ``version`` the champion. It must be registered and have passed its gate."""
+    if reason not in REASONS:
+        raise RegistryError(f"promotion reason must be one of {REASONS}, not {reason!r}")
+    model = get_version(con, version)
+    if model is None:
+        known = ", ".join(v.version for v in versions(con)) or "none"
+        raise RegistryError(f"model version {version} is not registered (registered: {known})")
+    if not model.gate_passed:
+        raise RegistryError(f"model version {version} failed its gate and cannot be promoted: {model.gate_reason}")
+    current = champion(con)
+    if current and current.version == version:
+        return current
+    con.execute(
+        f"INSERT INTO {PROMOTIONS_TABLE} VALUES (now(), ?, ?, ?, ?, NULL)",
+        [version, reason, current.version if current else None, note],
+    )
+    promoted = champion(con)
+    assert promoted is not None
+    return promoted
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> Promotion:
+    """Undo the current champion's promotion; the champion before it scores again. Returns the new champion."""
+    current = champion(con)
+    if current is None:
+        raise RegistryError("there is no champion to roll back")
+    with transaction(con):
+        con.execute(
+            f"UPDATE {PROMOTIONS_TABLE} SET rolled_back_at = now() WHERE promoted_at = ? AND version = ?",
+            [current.promoted_at, current.version],
+        )
+        restored = champion(con)
+        if restored is None:
+            raise RegistryError(f"{current.version} is the first champion: there is no earlier one to roll back to")
+    return restored
+
+
+def promotion_history(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every promotion, newest first, with whether it was rolled back."""
+    ensure_registry(con)
+    cursor = con.execute(f"SELECT * FROM {PROMOTIONS_TABLE} ORDER BY promoted_at DESC")
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def artifact_folder(repo: DVCRepo, version: str) -> Path:
+    """The artifact folder of ``version``, brought back through DVC (from its cache, or from the remote when
+    the cache lost it) and checked file by file against the version."""
+    return repo.restore(version, ARTIFACT_NAME)
+
+
+def _model_version(row: tuple) -> ModelVersion:
+    version, registered_at, target_month, window, data_version, metrics, passed, reason = row
+    return ModelVersion(version, target_month, window, data_version, json.loads(metrics), passed, reason, registered_at)
