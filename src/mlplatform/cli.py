@@ -15,6 +15,7 @@ from mlplatform.settings import FIRST_MONTH, LAST_MONTH, Paths, parse_month_spec
 from mlplatform.versioning import DVCError
 
 ALL_MONTHS = f"{FIRST_MONTH}..{LAST_MONTH}"
+POLICIES = ("never", "monthly", "drift")  # mlplatform.replay's, named here to keep `--help` free of Dagster imports
 # dvc.yaml's stages, recorded in dvc.lock when the command runs them outside `dvc repro`.
 SEED_STAGE = "seed"
 MONTH_STAGE = "month@{month}"
@@ -54,6 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     promote.set_defaults(run=lambda args: _promote(args.version, args.reason, args.note))
     rollback = commands.add_parser("rollback", help="undo the champion's promotion: the previous champion returns")
     rollback.set_defaults(run=lambda args: _rollback())
+    replay = commands.add_parser(
+        "replay",
+        help="drip 2013 into an empty platform month by month, with the real sensors, under three retraining "
+        "policies (never, monthly, on drift), and report each month and each policy",
+    )
+    replay.add_argument("--months", type=_months, default=ALL_MONTHS, help=months_help)
+    replay.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset of never,monthly,drift")
+    replay.add_argument("--initial-months", type=int, default=2, help="months the first model is trained on")
+    replay.add_argument("--workdir", type=Path, help="where each policy's platform lives (default: a temp folder)")
+    replay.add_argument("--output", type=Path, default=Path("reports/replay.json"))
+    replay.set_defaults(run=lambda args: _replay(args))
     gc = commands.add_parser("gc", help="remove DVC objects that no version recorded in the event log references")
     gc.add_argument("--cloud", action="store_true", help="collect in the remote too")
     gc.set_defaults(run=lambda args: _collect_garbage(args.cloud))
@@ -200,6 +212,25 @@ def _change_champion(change, verb: str) -> int:
             )
         )
     print(f"champion {verb} {champion.version} ({champion.reason}); artifact at {artifact}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from mlplatform.replay import replay, write_report
+
+    policies = tuple(policy.strip() for policy in args.policies.split(","))
+    unknown = set(policies) - set(POLICIES)
+    if unknown or args.initial_months >= len(args.months):
+        print(f"mlplatform replay: unknown policies {sorted(unknown)} or too few months", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="mlplatform-replay-") as scratch:
+        results = replay(args.workdir or Path(scratch), args.months, policies, args.initial_months)
+    print("\npolicy    mean monthly ROC AUC  retrains")
+    for result in results:
+        print(f"{result.policy:<9} {result.mean_roc_auc:.4f}                {result.retrains}")
+    print(f"report written to {write_report(results, args.output)}")
     return 0
 
 

@@ -7,6 +7,7 @@ columns is accepted too) and ``landing/reference/{airlines,airports,planes}.csv`
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -62,6 +63,20 @@ def reference_file(landing_dir: Path, dataset: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"no landing file for {dataset}: expected {path} (run `mlplatform seed`)")
     return path
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def landed_months(landing_dir: Path) -> list[str]:
+    """The months that have both a flights and a weather landing file, in order."""
+    found = {
+        dataset: {path.stem for path in (landing_dir / dataset).glob("*") if path.suffix in LANDING_SUFFIXES}
+        for dataset in ("flights", "weather")
+    }
+    return sorted(found["flights"] & found["weather"])
 
 
 def seed(landing_dir: Path, months: Iterable[str]) -> list[Path]:

@@ -34,11 +34,20 @@ def calibration_chart(predicted: Sequence[float], observed: Sequence[float], fli
     return _markdown_image(figure, "calibration")
 
 
-def bar_chart(labels: Sequence[str], values: Sequence[float], threshold: float | None, title: str, xlabel: str) -> str:
-    """Horizontal bars (one per label) with an optional threshold line: e.g. drift score per feature."""
+def bar_chart(
+    labels: Sequence[str],
+    values: Sequence[float],
+    title: str,
+    xlabel: str,
+    threshold: float | None = None,
+    highlighted: Sequence[bool] | None = None,
+) -> str:
+    """Horizontal bars, one per label, red where ``highlighted`` (or at or past ``threshold``): e.g. a drift
+    score per feature."""
     figure, axes = _figure(height=max(_SIZE[1], 0.3 * len(labels) + 1))
-    colours = ["tab:red" if threshold is not None and value >= threshold else "tab:blue" for value in values]
-    axes.barh(list(labels), list(values), color=colours)
+    if highlighted is None:
+        highlighted = [threshold is not None and value >= threshold for value in values]
+    axes.barh(list(labels), list(values), color=["tab:red" if flag else "tab:blue" for flag in highlighted])
     if threshold is not None:
         axes.axvline(threshold, color="grey", linestyle=":", label=f"threshold {threshold:g}")
         axes.legend()

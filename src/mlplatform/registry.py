@@ -83,8 +83,8 @@ def register(con: duckdb.DuckDBPyConnection, model: ModelVersion) -> None:
 
 def get_version(con: duckdb.DuckDBPyConnection, version: str) -> ModelVersion | None:
     ensure_registry(con)
-    row = con.execute(f"SELECT * FROM {VERSIONS_TABLE} WHERE version = ?", [version]).fetchone()
-    return _model_version(row) if row else None
+    rows = con.execute(f"SELECT * FROM {VERSIONS_TABLE} WHERE version = ?", [version]).fetchall()
+    return _model_version(rows[0]) if rows else None
 
 
 def resolve_version(con: duckdb.DuckDBPyConnection, prefix: str) -> str:
@@ -106,11 +106,11 @@ def versions(con: duckdb.DuckDBPyConnection) -> list[ModelVersion]:
 def champion(con: duckdb.DuckDBPyConnection) -> Promotion | None:
     """The newest promotion not rolled back: the model that scores flights now."""
     ensure_registry(con)
-    row = con.execute(
+    rows = con.execute(
         f"SELECT version, reason, promoted_at, previous_version, note FROM {PROMOTIONS_TABLE} "
         "WHERE rolled_back_at IS NULL ORDER BY promoted_at DESC LIMIT 1"
-    ).fetchone()
-    return Promotion(*row) if row else None
+    ).fetchall()
+    return Promotion(*rows[0]) if rows else None
 
 
 def challenger(con: duckdb.DuckDBPyConnection) -> ModelVersion | None:

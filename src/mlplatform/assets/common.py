@@ -25,6 +25,15 @@ DUCKDB_POOL = "duckdb"
 # Steps that call DVC without writing the warehouse (the model artifact) take this one-slot pool.
 DVC_POOL = "dvc"
 OWNERS = ["team:data-platform"]
+# Monthly assets downstream of the champion follow each new month of data (any month, not only the latest:
+# the partitions are 2013's and a replay or backfill fills them in order) once a champion exists, but a new
+# champion does not rewrite the predictions and monitoring of months already done.
+FOLLOW_NEW_MONTHS = (
+    dg.AutomationCondition.eager()
+    .without(dg.AutomationCondition.in_latest_time_window())
+    .ignore(dg.AssetSelection.assets("champion_model"))
+    & ~dg.AutomationCondition.any_deps_missing()
+).with_label("each new month, once a champion exists")
 
 
 @contextmanager

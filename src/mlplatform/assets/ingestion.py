@@ -1,8 +1,5 @@
 """Ingestion: landing files into the warehouse's raw and reference tables."""
 
-import hashlib
-from pathlib import Path
-
 import dagster as dg
 from pydantic import Field
 
@@ -15,6 +12,7 @@ from mlplatform.assets.common import (
     table_metadata,
 )
 from mlplatform.contracts import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Contract
+from mlplatform.landing import file_sha256
 from mlplatform.markdown import markdown_table
 from mlplatform.params import param
 from mlplatform.quality import null_shares, volume_vs_trailing_months
@@ -26,6 +24,7 @@ from mlplatform.warehouse import load_raw_partition, load_reference, raw_table
 VOLUME_CHECK = "volume_vs_trailing_months"
 NULL_SHARE_CHECK = "null_shares"
 CONTRACT_CHECK = "contract"
+SOURCE_HASH = "source_sha256"  # the landing file's bytes: the landing sensor compares it to skip unchanged files
 
 
 class VolumeConfig(dg.Config):
@@ -35,11 +34,6 @@ class VolumeConfig(dg.Config):
     tolerance: float = Field(
         default=param("volume", "tolerance"), gt=0, description="Largest relative change in row count that passes."
     )
-
-
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def raw_monthly_asset(contract: Contract) -> dg.AssetsDefinition:
@@ -72,7 +66,7 @@ def raw_monthly_asset(contract: Contract) -> dg.AssetsDefinition:
                 metadata={
                     **table_metadata(con, table, month, contract),
                     "source_file": dg.MetadataValue.path(str(path)),
-                    "source_sha256": _file_sha256(path),
+                    SOURCE_HASH: file_sha256(path),
                 }
             )
             volume = volume_vs_trailing_months(con, table, month, config.trailing_months, config.tolerance)
@@ -108,6 +102,7 @@ def reference_asset(contract: Contract) -> dg.AssetsDefinition:
                 metadata={
                     **table_metadata(con, contract.name, contract=contract),
                     "source_file": dg.MetadataValue.path(str(path)),
+                    SOURCE_HASH: file_sha256(path),
                 }
             )
             yield dg.AssetCheckResult(

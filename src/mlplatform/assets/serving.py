@@ -7,7 +7,16 @@ import duckdb
 import polars as pl
 
 from mlplatform import registry
-from mlplatform.assets.common import DUCKDB_POOL, MONTHLY, OWNERS, recorded_md5s, run_logger, table_metadata, versioned
+from mlplatform.assets.common import (
+    DUCKDB_POOL,
+    FOLLOW_NEW_MONTHS,
+    MONTHLY,
+    OWNERS,
+    recorded_md5s,
+    run_logger,
+    table_metadata,
+    versioned,
+)
 from mlplatform.markdown import markdown_table
 from mlplatform.metrics import paired_bootstrap_auc, roc_auc
 from mlplatform.model import ARTIFACT_NAME, LABEL, load_model
@@ -85,13 +94,13 @@ def champion_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     pool=DUCKDB_POOL,
     partitions_def=MONTHLY,
     deps=["flight_features", "champion_model"],
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=FOLLOW_NEW_MONTHS,
 )
 def flight_delay_predictions(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: DVCResource):
     """Every flight of the month scored by the champion, each row carrying the model version that scored it.
     When the registry holds a newer version than the champion (a challenger), its scores are kept beside
     the champion's, and on a month with labels both are compared with a paired bootstrap interval on ROC
-    AUC (an offline A/B test). Versioned with DVC; follows new features and new champions automatically."""
+    AUC (an offline A/B test). Versioned with DVC; each new month of features is scored automatically."""
     month, repo = context.partition_key, dvc.repo()
     with duckdb.get_connection() as con, run_logger(context) as log:
         champion, challenger = registry.champion(con), registry.challenger(con)

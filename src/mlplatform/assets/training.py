@@ -22,6 +22,7 @@ from mlplatform.assets.common import (
 from mlplatform.markdown import markdown_table
 from mlplatform.metrics import log_loss, roc_auc
 from mlplatform.model import ARTIFACT_NAME, LABEL
+from mlplatform.monitoring import save_reference_profiles
 from mlplatform.params import param
 from mlplatform.plots import training_curve_chart
 from mlplatform.resources.dvc import DVCResource
@@ -84,8 +85,9 @@ class DelayModelConfig(dg.Config):
 def delay_model(context: dg.AssetExecutionContext, config: DelayModelConfig, dvc: DVCResource):
     """A PyTorch tabular model of departure delays (embeddings for carrier, origin, dest, hour and weekday;
     standardised numeric features; an MLP head), trained on the exact versioned bytes of ``training_set``
-    with early stopping, scored on its held-out month. The artifact (weights and a JSON manifest) is
-    versioned with DVC; ``mlplatform.model.load_model`` loads it without Dagster."""
+    with early stopping, scored on its held-out month. The artifact (weights, a JSON manifest, and the
+    reference profiles that drift monitoring compares months with) is versioned with DVC;
+    ``mlplatform.model.load_model`` loads it without Dagster."""
     repo = dvc.repo()
     source = repo.version_path(TRAINING_SET_TABLE, None)
     frame = pl.read_parquet(source)
@@ -109,7 +111,9 @@ def delay_model(context: dg.AssetExecutionContext, config: DelayModelConfig, dvc
             "code_version": git_revision(repo.root),
             "libraries": _library_versions(),
         }
-        version = repo.track(result.model.save(repo.versions_dir / ARTIFACT_NAME, manifest))
+        folder = result.model.save(repo.versions_dir / ARTIFACT_NAME, manifest)
+        save_reference_profiles(folder, source, f"{SPLIT_COLUMN} = '{TRAIN}'", scores)
+        version = repo.track(folder)
         log.info("model trained", **metrics, best_epoch=result.best_epoch, md5=version.md5)
     curve = pl.DataFrame([asdict(epoch) for epoch in result.curve]).with_columns(pl.selectors.float().round(5))
     return dg.MaterializeResult(

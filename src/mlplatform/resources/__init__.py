@@ -11,6 +11,7 @@ import os
 
 import dagster as dg
 
+from mlplatform.resources.alerts import AlertWebhook
 from mlplatform.resources.dvc import DVCResource, default_executable
 from mlplatform.resources.landing import LandingZone
 from mlplatform.resources.warehouse import Warehouse
@@ -19,6 +20,8 @@ from mlplatform.settings import Paths
 ENVIRONMENT_ENV = "MLPLATFORM_ENV"
 # Any DVC remote URL (s3://bucket/path, gs://..., a folder); locally it defaults to data/dvc-remote.
 DVC_REMOTE_ENV = "MLPLATFORM_DVC_REMOTE_URL"
+# Where run failure alerts are POSTed; locally optional (empty: the log event only).
+ALERT_WEBHOOK_ENV = "MLPLATFORM_ALERT_WEBHOOK"
 # Bounds DuckDB's own memory; larger work spills to disk instead of growing the process.
 DUCKDB_MEMORY_LIMIT = "1GB"
 
@@ -36,6 +39,7 @@ def resources_for(environment: str | None = None) -> dict[str, dg.ConfigurableRe
                 remote_url=os.environ.get(DVC_REMOTE_ENV, str(paths.dvc_remote)),
                 executable=default_executable(),
             ),
+            "alerts": AlertWebhook(webhook_url=os.environ.get(ALERT_WEBHOOK_ENV, "")),
         }
     if environment == "production":
         return {
@@ -50,5 +54,6 @@ def resources_for(environment: str | None = None) -> dict[str, dg.ConfigurableRe
                 remote_url=dg.EnvVar(DVC_REMOTE_ENV),
                 executable=default_executable(),
             ),
+            "alerts": AlertWebhook(webhook_url=dg.EnvVar(ALERT_WEBHOOK_ENV)),
         }
     raise ValueError(f"{ENVIRONMENT_ENV} must be 'local' or 'production', not {environment!r}")
