@@ -13,7 +13,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install seed materialize run test benchmark clean
+.PHONY: install seed materialize run test benchmark benchmark-drift clean
 
 install: $(INSTALLED) $(DVC_INSTALLED)
 
@@ -60,5 +60,16 @@ $(BENCHMARK_INSTALLED): requirements-benchmark.lock $(INSTALLED)
 benchmark: install $(BENCHMARK_INSTALLED)
 	$(BIN)/python benchmarks/pipeline_throughput.py
 
+# Evidently 0.7 needs pandas < 3, so the drift benchmark runs it from its own environment, on the same files.
+EVIDENTLY_VENV := .evenv
+$(EVIDENTLY_VENV)/.installed: requirements-evidently.lock
+	$(PYTHON) -m venv $(EVIDENTLY_VENV)
+	$(EVIDENTLY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(EVIDENTLY_VENV)/bin/python -m pip install --quiet -r requirements-evidently.lock
+	touch $@
+
+benchmark-drift: install $(EVIDENTLY_VENV)/.installed
+	$(BIN)/python benchmarks/drift_vs_evidently.py --evidently-python $(EVIDENTLY_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) $(DVC_VENV) .dagster data .pytest_cache .coverage
+	rm -rf $(VENV) $(DVC_VENV) $(EVIDENTLY_VENV) .dagster data .pytest_cache .coverage

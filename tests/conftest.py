@@ -27,8 +27,12 @@ def seeded_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A temp git repository, as a clone of the project would be: the DVC repository holding the data folder."""
-    root = tmp_path / "project"
-    root.mkdir()
+    return git_project(tmp_path / "project")
+
+
+def git_project(root: Path) -> Path:
+    """A new git repository at ``root``, as the ``project`` fixture makes (for fixtures of a wider scope)."""
+    root.mkdir(parents=True)
     subprocess.run(["git", "init", "--quiet", str(root)], check=True)
     return root
 

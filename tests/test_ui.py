@@ -1,76 +1,60 @@
-"""`dagster dev`, as `make run` starts it, serves the three groups and every asset."""
-
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
+"""`dagster dev`, as `make run` starts it, serves every group, asset and sensor."""
 
 import pytest
+from dagster_dev import dagster_dev as run_dagster_dev
+from dagster_dev import graphql
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).parents[1]
 QUERY = "{ assetNodes { assetKey { path } groupName isPartitioned } }"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
-
-
 @pytest.fixture
-def dagster_dev(tmp_path, data_dir):
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    (tmp_path / "dagster_home").mkdir()
-    (tmp_path / "dagster_home" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    dagster = Path(sys.executable).with_name("dagster")
-    process = subprocess.Popen(
-        [str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if _graphql(port, QUERY).get("data", {}).get("assetNodes"):
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, "dagster dev exited"
-            assert time.monotonic() < deadline, "dagster dev did not serve the code location in time"
-            time.sleep(1)
+def dagster_dev(tmp_path, monkeypatch):
+    # An empty landing zone: the running sensors find nothing to launch while the UI is queried.
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path / "data"))
+    with run_dagster_dev(tmp_path / "dagster_home") as port:
         yield port
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def test_the_ui_serves_every_asset_in_its_group(dagster_dev):
-    nodes = _graphql(dagster_dev, QUERY)["data"]["assetNodes"]
+    nodes = graphql(dagster_dev, QUERY)["data"]["assetNodes"]
     groups = {"/".join(node["assetKey"]["path"]): node["groupName"] for node in nodes}
-    assert set(groups.values()) == {"ingestion", "validation", "features", "training"}
+    assert set(groups.values()) == {"ingestion", "validation", "features", "training", "serving", "monitoring"}
     assert {name for name, group in groups.items() if group == "features"} == {"flight_features"}
+    assert {name for name, group in groups.items() if group == "serving"} == {
+        "champion_model",
+        "flight_delay_predictions",
+    }
+    assert {name for name, group in groups.items() if group == "monitoring"} == {
+        "feature_drift",
+        "prediction_drift",
+        "model_performance",
+    }
     unpartitioned = {"/".join(node["assetKey"]["path"]) for node in nodes if not node["isPartitioned"]}
-    assert len(groups) == 13
-    assert unpartitioned == {"airlines", "airports", "planes", "training_set", "delay_model", "model_evaluation"}
+    assert len(groups) == 18
+    assert unpartitioned == {
+        "airlines",
+        "airports",
+        "planes",
+        "training_set",
+        "delay_model",
+        "model_evaluation",
+        "champion_model",
+    }
+
+
+def test_the_sensors_are_served_running_with_their_descriptions(dagster_dev):
+    query = (
+        '{ sensorsOrError(repositorySelector: {repositoryName: "__repository__", repositoryLocationName: '
+        '"mlplatform"}) { ... on Sensors { results { name description sensorState { status } } } } }'
+    )
+    sensors = graphql(dagster_dev, query)["data"]["sensorsOrError"]["results"]
+    by_name = {sensor["name"]: sensor for sensor in sensors}
+    assert set(by_name) == {
+        "landing_sensor",
+        "drift_retrain_sensor",
+        "run_failure_alert_sensor",
+        "follow_new_data_sensor",
+    }
+    assert all(sensor["sensorState"]["status"] == "RUNNING" and sensor["description"] for sensor in sensors)
