@@ -88,7 +88,8 @@ def test_charts_are_markdown_png_images():
     for chart in (
         training_curve_chart([1, 2, 3], [0.6, 0.5, 0.45], [0.55, 0.5, 0.52]),
         calibration_chart([0.1, 0.5], [0.12, 0.4], [100, 10]),
-        bar_chart(["dep_hour", "temp"], [0.05, 0.3], 0.1, "Drift by feature", "Wasserstein (normed)"),
+        bar_chart(["dep_hour", "temp"], [0.05, 0.3], "Drift by feature", "Wasserstein (normed)", threshold=0.1),
+        bar_chart(["a", "b"], [0.01, 0.9], "p-values", "p", highlighted=[True, False]),
     ):
         alt, data = re.fullmatch(r"!\[([^\]]+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", chart).groups()
         assert alt and base64.b64decode(data).startswith(b"\x89PNG")

@@ -73,3 +73,12 @@ def test_the_delay_model_is_trained_on_january_to_june_and_scored_on_july(full_y
     window = record.asset_materialization.metadata
     assert window["window"].value == "2013-01..2013-06" and window["target_month"].value == "2013-07"
     assert model.asset_materialization.metadata["holdout_roc_auc"].value > 0.65
+
+
+def test_every_flight_is_scored_by_the_promoted_champion(full_year):
+    [(rows, versions, champion)] = _count(
+        full_year,
+        "SELECT count(*), list(DISTINCT model_version), "
+        "(SELECT version FROM model_promotions WHERE rolled_back_at IS NULL) FROM flight_delay_predictions",
+    )
+    assert rows == FLIGHTS_IN_2013 and versions == [champion]

@@ -5,11 +5,12 @@ import json
 import pytest
 
 from mlplatform.cli import main
-from mlplatform.replay import MonthRow, PolicyResult, replay, report, write_report
+from mlplatform.replay import MonthRow, PolicyResult, markdown_report, replay, report, write_report
 
 SMALL_MODEL = {"hidden": [32], "max_epochs": 3, "batch_size": 256, "learning_rate": 0.003}
 
 
+@pytest.mark.integration
 def test_a_drifted_month_triggers_a_retrain_that_is_promoted(tmp_path):
     lines = []
     [drift] = replay(
@@ -48,6 +49,8 @@ def test_the_report_compares_the_drift_policy_with_the_others():
         [policy("never", [0.70, 0.68], 0), policy("monthly", [0.72, 0.72], 2), policy("drift", [0.72, 0.71], 1)]
     )
     comparison = document["comparison"]
+    markdown = markdown_report([policy("never", [0.70, 0.68], 0), policy("monthly", [0.72, 0.72], 2)])
+    assert "| monthly | 0.72 | 2 |" in markdown and "### Policy `never`" in markdown
     assert comparison["monthly_gain_over_frozen"] == pytest.approx(0.03)
     assert comparison["drift_share_of_monthly_gain"] == pytest.approx(0.025 / 0.03)
     assert comparison["drift_retrains_per_monthly_retrain"] == 0.5

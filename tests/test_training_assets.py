@@ -7,6 +7,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from conftest import git_project
 
 from mlplatform.assets import evaluation, serving, training
 from mlplatform.assets.serving import TRIGGER_TAG
@@ -23,14 +24,30 @@ SMALL_RUN = {
 }
 
 
-@pytest.fixture
-def three_months(data_dir, tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
+@pytest.fixture(scope="module")
+def three_months_once(seeded_landing, tmp_path_factory):
+    """A project (git repository, DVC, warehouse) and Dagster home with 2013-01..03 materialized, made once."""
+    root = tmp_path_factory.mktemp("three_months")
+    project = git_project(root / "project")
+    shutil.copytree(seeded_landing, project / "data" / "landing")
+    home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    assert main(["materialize", "--months", "2013-01..2013-03"]) == 0
-    return data_dir
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLPLATFORM_DATA_DIR", str(project / "data"))
+        patch.setenv("DAGSTER_HOME", str(home))
+        assert main(["materialize", "--months", "2013-01..2013-03"]) == 0
+    return root
+
+
+@pytest.fixture
+def three_months(three_months_once, tmp_path, monkeypatch):
+    """A private copy of ``three_months_once`` (its DVC remote is re-pointed at the copy on first use)."""
+    copy = tmp_path / "three_months"
+    shutil.copytree(three_months_once, copy, symlinks=True)
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(copy / "project" / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(copy / "dagster_home"))
+    return copy / "project" / "data"
 
 
 def _materialize(run_config=SMALL_RUN, raise_on_error=True, tags=None):

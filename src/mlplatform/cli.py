@@ -65,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay.add_argument("--initial-months", type=int, default=2, help="months the first model is trained on")
     replay.add_argument("--workdir", type=Path, help="where each policy's platform lives (default: a temp folder)")
     replay.add_argument("--output", type=Path, default=Path("reports/replay.json"))
+    replay.add_argument("--markdown", type=Path, help="also write the tables as markdown to this file")
     replay.set_defaults(run=lambda args: _replay(args))
     gc = commands.add_parser("gc", help="remove DVC objects that no version recorded in the event log references")
     gc.add_argument("--cloud", action="store_true", help="collect in the remote too")
@@ -218,7 +219,7 @@ def _change_champion(change, verb: str) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import tempfile
 
-    from mlplatform.replay import replay, write_report
+    from mlplatform.replay import markdown_report, replay, write_report
 
     policies = tuple(policy.strip() for policy in args.policies.split(","))
     unknown = set(policies) - set(POLICIES)
@@ -231,6 +232,8 @@ def _replay(args: argparse.Namespace) -> int:
     for result in results:
         print(f"{result.policy:<9} {result.mean_roc_auc:.4f}                {result.retrains}")
     print(f"report written to {write_report(results, args.output)}")
+    if args.markdown:
+        args.markdown.write_text(markdown_report(results))
     return 0
 
 

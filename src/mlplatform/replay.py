@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
 from mlplatform import registry
 from mlplatform.assets.serving import TRIGGER_TAG
 from mlplatform.jobs import TRAINING_JOB
 from mlplatform.landing import monthly_file, seed
+from mlplatform.markdown import markdown_table
 from mlplatform.params import param
 from mlplatform.sensors.landing import landing_sensor
 from mlplatform.sensors.retraining import DRIFT_REASON_TAG, available_window, drift_retrain_sensor
@@ -279,6 +281,43 @@ def report(results: list[PolicyResult]) -> dict[str, Any]:
             "drift_retrains_per_monthly_retrain": drift.retrains / monthly.retrains if monthly.retrains else None,
         }
     return document
+
+
+def markdown_report(results: list[PolicyResult]) -> str:
+    """The policies side by side, then each policy's months, as markdown tables."""
+    summary = pl.DataFrame(
+        [
+            {"policy": r.policy, "mean monthly ROC AUC": round(r.mean_roc_auc, 4), "retrains": r.retrains}
+            for r in results
+        ]
+    )
+    sections = [markdown_table(summary)]
+    comparison = report(results).get("comparison")
+    if comparison:
+        share, ratio = comparison["drift_share_of_monthly_gain"], comparison["drift_retrains_per_monthly_retrain"]
+        sections.append(
+            f"Monthly retraining gains {comparison['monthly_gain_over_frozen']:+.4f} mean AUC over the frozen model; "
+            f"retraining on drift gains {comparison['drift_gain_over_frozen']:+.4f}"
+            + (f" ({share:.0%} of the monthly gain)" if share is not None else "")
+            + (f" with {ratio:.0%} of its retrains." if ratio is not None else ".")
+        )
+    for result in results:
+        rows = pl.DataFrame(
+            [
+                {
+                    "month": row.month,
+                    "rows": row.rows,
+                    "drift share": f"{row.drifted_share:.0%}" if row.drifted_share is not None else "",
+                    "drifted features": ", ".join(row.drifted_features),
+                    "champion": (row.champion_version or "")[:8],
+                    "champion ROC AUC": f"{row.champion_roc_auc:.4f}" if row.champion_roc_auc is not None else "",
+                    "retrain after the month": row.retrain,
+                }
+                for row in result.months
+            ]
+        )
+        sections.append(f"### Policy `{result.policy}`\n\n" + markdown_table(rows))
+    return "\n\n".join(sections) + "\n"
 
 
 def write_report(results: list[PolicyResult], path: Path) -> Path:

@@ -23,6 +23,20 @@ NO_DATASET_DRIFT = "no_dataset_drift"
 WITHIN_AUC_TOLERANCE = "within_auc_tolerance"
 
 
+def _monitoring_asset(deps: list[str], *checks: dg.AssetCheckSpec):
+    """What every monitoring asset shares: monthly, a warehouse reader in the duckdb pool, following new months."""
+    return dg.asset(
+        group_name="monitoring",
+        kinds={"duckdb"},
+        owners=OWNERS,
+        pool=DUCKDB_POOL,
+        partitions_def=MONTHLY,
+        deps=deps,
+        automation_condition=FOLLOW_NEW_MONTHS,
+        check_specs=list(checks) or None,
+    )
+
+
 class DriftConfig(dg.Config):
     drift_share: float = Field(
         default=param("monitoring", "drift_share"),
@@ -41,17 +55,9 @@ class PerformanceConfig(dg.Config):
     )
 
 
-@dg.asset(
-    group_name="monitoring",
-    kinds={"duckdb"},
-    owners=OWNERS,
-    pool=DUCKDB_POOL,
-    partitions_def=MONTHLY,
-    deps=["flight_features", "champion_model"],
-    automation_condition=FOLLOW_NEW_MONTHS,
-    check_specs=[
-        dg.AssetCheckSpec(NO_DATASET_DRIFT, asset="feature_drift", description="Fewer features drifted than the share.")
-    ],
+@_monitoring_asset(
+    ["flight_features", "champion_model"],
+    dg.AssetCheckSpec(NO_DATASET_DRIFT, asset="feature_drift", description="Fewer features drifted than the share."),
 )
 def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, duckdb: Warehouse, dvc: DVCResource):
     """The month's features against the champion's training profile, with Evidently 0.7's default tests
@@ -59,8 +65,7 @@ def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, duckdb
     them. The month drifts when the share of drifted features reaches ``drift_share``."""
     month = context.partition_key
     with duckdb.get_connection() as con, run_logger(context) as log:
-        champion = _champion(con)
-        profiles = monitoring.load_reference_profiles(registry.artifact_folder(dvc.repo(), champion.version))
+        champion, profiles = _champion_and_profiles(con, dvc)
         rows = f"SELECT * FROM {FEATURES_TABLE} WHERE {PARTITION_COLUMN} = {sql_string(month)}"
         report = monitoring.feature_drift(con, profiles, rows, config.drift_share)
         target_month = registry.get_version(con, champion.version).target_month
@@ -97,22 +102,13 @@ def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, duckdb
     )
 
 
-@dg.asset(
-    group_name="monitoring",
-    kinds={"duckdb"},
-    owners=OWNERS,
-    pool=DUCKDB_POOL,
-    partitions_def=MONTHLY,
-    deps=["flight_delay_predictions"],
-    automation_condition=FOLLOW_NEW_MONTHS,
-)
+@_monitoring_asset(["flight_delay_predictions"])
 def prediction_drift(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: DVCResource):
     """The distribution of the champion's delay probabilities this month against its scores on its own
     held-out month: a shift here shows before labels arrive."""
     month = context.partition_key
     with duckdb.get_connection() as con, run_logger(context) as log:
-        champion = _champion(con)
-        profiles = monitoring.load_reference_profiles(registry.artifact_folder(dvc.repo(), champion.version))
+        champion, profiles = _champion_and_profiles(con, dvc)
         scores = _champion_predictions(con, month, champion.version, CHAMPION_SCORE)
         result = monitoring.prediction_drift(con, profiles, scores)
         mean = con.execute(f"SELECT avg({CHAMPION_SCORE}) FROM ({scores})").fetchall()[0][0]
@@ -129,21 +125,13 @@ def prediction_drift(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: 
     )
 
 
-@dg.asset(
-    group_name="monitoring",
-    kinds={"duckdb"},
-    owners=OWNERS,
-    pool=DUCKDB_POOL,
-    partitions_def=MONTHLY,
-    deps=["flight_delay_predictions"],
-    automation_condition=FOLLOW_NEW_MONTHS,
-    check_specs=[
-        dg.AssetCheckSpec(
-            WITHIN_AUC_TOLERANCE,
-            asset="model_performance",
-            description="The champion's ROC AUC on the month is within the tolerance of its held-out AUC.",
-        )
-    ],
+@_monitoring_asset(
+    ["flight_delay_predictions"],
+    dg.AssetCheckSpec(
+        WITHIN_AUC_TOLERANCE,
+        asset="model_performance",
+        description="The champion's ROC AUC on the month is within the tolerance of its held-out AUC.",
+    ),
 )
 def model_performance(context: dg.AssetExecutionContext, config: PerformanceConfig, duckdb: Warehouse):
     """The champion's ROC AUC, PR AUC, log loss, Brier score and calibration error on the month once its
@@ -194,6 +182,12 @@ def _champion(con) -> registry.Promotion:
     if champion is None:
         raise dg.Failure("there is no champion model yet: run the train_delay_model job first")
     return champion
+
+
+def _champion_and_profiles(con, dvc: DVCResource) -> tuple[registry.Promotion, dict]:
+    """The champion and the reference profiles saved with its artifact (restored through DVC if needed)."""
+    champion = _champion(con)
+    return champion, monitoring.load_reference_profiles(registry.artifact_folder(dvc.repo(), champion.version))
 
 
 def _champion_predictions(con, month: str, version: str, columns: str) -> str:
