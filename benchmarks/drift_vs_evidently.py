@@ -42,13 +42,14 @@ from importlib import metadata
 from pathlib import Path
 
 import duckdb
+from docs_section import write_section
 
 from mlplatform.drift import DriftReport, compare, profile
 from mlplatform.resources import DUCKDB_MEMORY_LIMIT
 from mlplatform.sql import sql_string
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS_PART = REPO / "docs" / "benchmarks-drift.md.part"
+SECTION = "Column drift against Evidently"
 TARGET_SPEEDUP = 50
 TARGET_LARGE_SECONDS = 10
 TARGET_PEAK_MB = 2048
@@ -284,7 +285,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--large-rows", type=int, default=10_000_000)
     parser.add_argument("--evidently-python", default=str(REPO / ".evenv" / "bin" / "python"))
-    parser.add_argument("--write-docs", action="store_true", help=f"write the results to {DOCS_PART.name}")
+    parser.add_argument("--write-docs", action="store_true", help="write the results into docs/benchmarks.md")
     parser.add_argument("--repeat", type=int, default=3, help="fresh-process mlplatform runs per size (median shown)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -302,7 +303,7 @@ def main() -> None:
     text = report(args.rows, args.large_rows, ours, theirs, large, load_before)
     print(text)
     if args.write_docs:
-        DOCS_PART.write_text(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

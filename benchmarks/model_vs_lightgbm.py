@@ -40,6 +40,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import torch
+from docs_section import DOCS, write_section
 
 from mlplatform.contracts import FLIGHTS, PLANES, WEATHER
 from mlplatform.evaluation import summary
@@ -56,7 +57,6 @@ from mlplatform.validation import split_partition
 from mlplatform.warehouse import load_raw_partition, load_reference
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = REPO / "docs" / "benchmarks.md"
 SECTION = "Delay model vs LightGBM"
 
 ALL_MONTHS = month_range(FIRST_MONTH, LAST_MONTH)
@@ -369,18 +369,6 @@ Command (from the repository root):
 """
 
 
-def replace_section(document: str, text: str) -> str:
-    """``document`` with its ``## {SECTION}`` section replaced by ``text`` (appended if absent)."""
-    head, *sections = document.split("\n## ")
-    sections = ["## " + part.rstrip() + "\n" for part in sections]
-    ours = [i for i, part in enumerate(sections) if part.startswith(f"## {SECTION}\n")]
-    if ours:
-        sections[ours[0]] = text
-    else:
-        sections.append(text)
-    return head.rstrip() + "\n\n" + "\n".join(sections)
-
-
 # --- Command line ----------------------------------------------------------------------------------------
 
 
@@ -439,7 +427,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> None:
     print(results_table(results))
     print("\n".join(comparison(results)))
     if args.write_docs:
-        DOCS.write_text(replace_section(DOCS.read_text(), section(results, splits, args.repeats, started)))
+        write_section(SECTION, section(results, splits, args.repeats, started))
         print(f"wrote {DOCS}", file=sys.stderr)
 
 

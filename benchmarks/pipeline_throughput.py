@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import pandera.errors
 import pandera.pandas as pa
+from docs_section import DOCS, write_section
 
 from mlplatform.contracts import DUPLICATE_FLAG, FLIGHTS, NYC_ORIGINS, PLANES, WEATHER
 from mlplatform.features import (
@@ -66,7 +67,6 @@ from mlplatform.validation import DEFAULT_BATCH_ROWS, split_partition
 from mlplatform.warehouse import PARTITION_COLUMN, load_raw_partition, load_reference
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = REPO / "docs" / "benchmarks.md"
 SECTION = "Raw to features, one partition"
 
 MONTH = "2013-07"
@@ -591,20 +591,6 @@ Machine:
 """
 
 
-def write_docs(text: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, keeping every other section."""
-    existing = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    head, *sections = existing.split("\n## ")
-    sections = ["## " + part.rstrip() + "\n" for part in sections]
-    ours = [i for i, part in enumerate(sections) if part.startswith(f"## {SECTION}\n")]
-    if ours:
-        sections[ours[0]] = text
-    else:
-        sections.append(text)
-    DOCS.parent.mkdir(exist_ok=True)
-    DOCS.write_text(head.rstrip() + "\n\n" + "\n".join(sections))
-
-
 # --- Command line ----------------------------------------------------------------------------------------
 
 
@@ -646,7 +632,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> None:
     print(results_table(args.rows, results))
     print("\n".join(comparison(results)))
     if args.write_docs:
-        write_docs(section(args.rows, args.batch_rows, results, environment))
+        write_section(SECTION, section(args.rows, args.batch_rows, results, environment))
         print(f"wrote {DOCS}", file=sys.stderr)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,10 @@ import pytest
 
 from mlplatform.model import CATEGORICAL, NUMERIC
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "model_vs_lightgbm.py"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+SCRIPT = BENCHMARKS / "model_vs_lightgbm.py"
+sys.path.insert(0, str(BENCHMARKS))  # the scripts import their shared docs_section module, as when run directly
+import docs_section  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +57,11 @@ def test_lightgbm_features_codes_categories_and_keeps_numbers(benchmark):
 
 def test_replace_section_keeps_other_sections(benchmark):
     heading = f"## {benchmark.SECTION}"
+    replace_section = functools.partial(docs_section.replace_section, title=benchmark.SECTION)
     document = f"# Benchmarks\n\n## Other\n\nkept\n\n{heading}\n\nold\n\n## Last\n\nkept too\n"
-    replaced = benchmark.replace_section(document, f"{heading}\n\nnew\n")
+    replaced = replace_section(document, text=f"{heading}\n\nnew\n")
     assert replaced == f"# Benchmarks\n\n## Other\n\nkept\n\n{heading}\n\nnew\n\n## Last\n\nkept too\n"
-    assert benchmark.replace_section("# Benchmarks\n", f"{heading}\n\nnew\n").endswith(f"\n\n{heading}\n\nnew\n")
+    assert replace_section("# Benchmarks\n", text=f"{heading}\n\nnew\n").endswith(f"\n\n{heading}\n\nnew\n")
 
 
 def test_target_months_need_their_whole_window_in_the_data(benchmark):
