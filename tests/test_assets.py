@@ -178,13 +178,21 @@ def test_definitions_show_every_asset_in_its_group():
         "training_set": "training",
         "delay_model": "training",
         "model_evaluation": "training",
+        "champion_model": "serving",
+        "flight_delay_predictions": "serving",
+        "feature_drift": "monitoring",
+        "prediction_drift": "monitoring",
+        "model_performance": "monitoring",
     }
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and node.owners == ["team:data-platform"] and node.kinds
-        # Whatever writes the warehouse shares the one-slot duckdb pool; the model steps only call DVC.
-        reads_only = key.to_user_string() in ("delay_model", "model_evaluation")
-        assert node.pools == ({"dvc"} if reads_only else {"duckdb"}), key
+        [source] = node.metadata["dagster/code_references"].code_references  # "View source" in the UI
+        assert source.file_path.endswith(".py") and source.line_number > 0
+        # Whatever touches the warehouse shares the one-slot duckdb pool; the model step only calls DVC.
+        assert node.pools == ({"dvc"} if key.to_user_string() == "delay_model" else {"duckdb"}), key
+    followers = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).automation_condition}
+    assert followers == {"flight_delay_predictions", "feature_drift", "prediction_drift", "model_performance"}
 
 
 def test_blocking_checks_are_declared_blocking():

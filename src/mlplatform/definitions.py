@@ -20,7 +20,8 @@ _modules = [ingestion, validation, features, training, evaluation, serving, moni
 def build_definitions(environment: str | None = None) -> dg.Definitions:
     """The platform's definitions, with resources for ``environment`` (default: ``MLPLATFORM_ENV``)."""
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(_modules),
+        # Each asset links to the file and line that defines it ("View source" in the UI).
+        assets=dg.with_source_code_references(dg.load_assets_from_modules(_modules)),
         asset_checks=dg.load_asset_checks_from_modules(_modules),
         jobs=JOBS,
         sensors=SENSORS,
