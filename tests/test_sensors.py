@@ -118,6 +118,14 @@ def test_drift_requests_one_retrain_per_episode_with_why_in_the_tags():
         assert retrain.run_key == "retrain:2013-06:v2" and "ROC AUC 0.080 below" in retrain.tags[DRIFT_REASON_TAG]
 
 
+def test_several_drifted_months_in_one_tick_give_one_retrain_on_the_newest():
+    with dg.DagsterInstance.ephemeral() as instance:
+        for month in ("2013-04", "2013-05", "2013-06", "2013-07"):
+            _monitored(instance, month, drift=True)
+        [retrain], cursor = _retrain_tick(instance)
+    assert retrain.tags["mlplatform/drift_month"] == "2013-07" and json.loads(cursor)["last_retrain_month"] == "2013-07"
+
+
 def test_a_month_waits_until_both_monitors_saw_the_same_champion():
     with dg.DagsterInstance.ephemeral() as instance:
         instance.report_runless_asset_event(

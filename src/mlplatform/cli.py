@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed.set_defaults(run=lambda args: _seed(args.months))
     materialize = commands.add_parser(
         "materialize",
-        help="materialize every asset for every partition, in dependency order, on the configured Dagster instance",
+        help="load, validate and featurise each month in order, then train, promote and score, on the configured "
+        "Dagster instance",
     )
     materialize.add_argument("--months", type=_months, default=ALL_MONTHS, help=months_help)
     materialize.set_defaults(run=lambda args: _materialize(args.months))
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (DVCError, LandingFileError, FileNotFoundError, RegistryError) as error:
+    except (DVCError, LandingFileError, FileNotFoundError, FileExistsError, RegistryError) as error:
         print(f"mlplatform {args.command}: {error}", file=sys.stderr)
         return 1
 
@@ -140,9 +141,13 @@ def _restore(asset: str, md5: str, partition: str | None) -> int:
     from dagster import DagsterInstance
 
     from mlplatform.catalog import recorded_versions
+    from mlplatform.model import ARTIFACT_NAME
     from mlplatform.resources import resources_for
     from mlplatform.warehouse import replace_from_parquet
 
+    if asset == ARTIFACT_NAME:
+        print(f"{asset} is a model: `mlplatform promote VERSION` or `mlplatform rollback` restore it", file=sys.stderr)
+        return 1
     with DagsterInstance.get() as instance:
         matches = [version for version in recorded_versions(instance, asset, partition) if version.md5 == md5]
     if not matches:

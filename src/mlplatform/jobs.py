@@ -24,6 +24,7 @@ monthly_pipeline = dg.define_asset_job(
 train_delay_model = dg.define_asset_job(
     TRAINING_JOB,
     selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("champion_model"),
+    tags={"mlplatform/serial": "training"},  # dagster.yaml queues these runs one at a time
     description="Build the training set for a target month, train the delay model, evaluate it against the "
     "baseline and the champion, and promote it when it passes the gate.",
 )

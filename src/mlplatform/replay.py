@@ -110,6 +110,10 @@ def _replay_policy(
     from mlplatform.definitions import build_definitions
 
     first_model_month = months[initial_months]
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(
+            f"{folder} is not empty: a replay starts from an empty platform, choose another --workdir"
+        )
     rows = []
     with _fresh_platform(folder) as (landing, instance):
         defs = build_definitions("local")

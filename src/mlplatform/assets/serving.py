@@ -32,8 +32,8 @@ from mlplatform.scoring import (
 )
 from mlplatform.versioning import read_md5
 
-# Why a training run ran, set by whoever launched it: a person (manual, the default), the monthly schedule
-# (scheduled) or the drift sensor (drift). The champion's promotion records it.
+# Why a training run ran, set by whoever launched it: a person (manual, the default), a scheduler (scheduled:
+# the replay's monthly policy, or any schedule a team adds) or the drift sensor (drift). The promotion records it.
 TRIGGER_TAG = "mlplatform/trigger"
 
 

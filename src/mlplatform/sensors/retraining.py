@@ -25,7 +25,8 @@ DRIFT_MONTH_TAG, DRIFT_REASON_TAG, DRIFTED_FEATURES_TAG = (
     description="Reads the metadata of feature_drift and model_performance as months are monitored (never the "
     "data). A month with dataset drift, or where the champion's ROC AUC fell past the tolerance, requests "
     "train_delay_model with that month held out, tagged with why and which features drifted. One drift episode "
-    "gives one retrain: none within monitoring.cooldown_months of the last, and one run key per month and champion.",
+    "gives one retrain: at most one per tick (the newest month), none within monitoring.cooldown_months of the "
+    "last, and one run key per month and champion.",
     jobs=[train_delay_model],
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
@@ -34,25 +35,29 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext):
     state = {"after": None, "pending": [], "last_retrain_month": None, **json.loads(context.cursor or "{}")}
     touched, state["after"] = _months_monitored_since(context.instance, state["after"])
     cooldown = param("monitoring", "cooldown_months")
-    requests, waiting = [], []
+    due, waiting = [], []
     for month in sorted(set(state["pending"]) | touched):
         signals = month_signals(context.instance, month)
         if signals is None:
             waiting.append(month)  # the other monitoring asset has not caught up with this month yet
             continue
         reason = retrain_reason(signals)
-        if reason is None:
-            continue
-        if in_cooldown(month, state["last_retrain_month"], cooldown):
-            context.log.info(
-                f"{month}: {reason}; no retrain, within {cooldown} months of {state['last_retrain_month']}"
-            )
-            continue
-        state["last_retrain_month"] = month
-        requests.append(retrain_request(context.instance, month, signals, reason))
+        if reason and in_cooldown(month, state["last_retrain_month"], cooldown):
+            last = state["last_retrain_month"]
+            context.log.info(f"{month}: {reason}; no retrain, within {cooldown} months of the one for {last}")
+        elif reason:
+            due.append((month, signals, reason))
     state["pending"] = waiting
-    skip = None if requests else "no month calls for a retrain"
-    return dg.SensorResult(run_requests=requests, skip_reason=skip, cursor=json.dumps(state))
+    if not due:
+        return dg.SensorResult(skip_reason="no month calls for a retrain", cursor=json.dumps(state))
+    # One retrain per tick, on the newest month that calls for one: it covers the episode and the most data,
+    # and two training runs would share one training table.
+    month, signals, reason = due[-1]
+    if len(due) > 1:
+        context.log.info(f"retraining on {month}; earlier months {[m for m, *_ in due[:-1]]} are covered by it")
+    state["last_retrain_month"] = month
+    request = retrain_request(context.instance, month, signals, reason)
+    return dg.SensorResult(run_requests=[request], cursor=json.dumps(state))
 
 
 def retrain_request(
