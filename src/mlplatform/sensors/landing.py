@@ -17,7 +17,8 @@ from mlplatform.resources.landing import LandingZone
     name="landing_sensor",
     description="Watches the landing zone. A month whose flights or weather file is new or changed (by content "
     "hash, not time) gets a monthly_pipeline run for its partition; changed reference files get a reference_data "
-    "run first. The run key is the files' content hash, so the same bytes never run twice.",
+    "run first. Months load in order, one run at a time, because a month's features read the months before it. "
+    "The run key is the files' content hash, so the same bytes never run twice.",
     jobs=[monthly_pipeline, reference_data],
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
@@ -28,19 +29,32 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
     reference = {name: hashes.of(path) for name in REFERENCE_DATASETS if (path := _reference_path(root, name))}
     if len(reference) < len(REFERENCE_DATASETS):
         return dg.SensorResult(skip_reason=f"{root} has no reference files yet (mlplatform seed fills it)")
+    if context.instance.get_runs_count(_LANDING_RUNS_IN_FLIGHT):
+        # A month's features read the months before it: months load in order, one run at a time.
+        return dg.SensorResult(skip_reason="waiting for the landing run in progress", cursor=hashes.cursor)
     if any(_loaded_hash(context, name, None) != sha for name, sha in reference.items()):
         # Months join the reference tables, so they wait for one reference run to load them first.
         key = "reference:" + ":".join(sha[:16] for sha in reference.values())
         return dg.SensorResult([dg.RunRequest(run_key=key, job_name=REFERENCE_JOB)], cursor=hashes.cursor)
-    requests = []
     for month in landed_months(root):
         files = {dataset: hashes.of(monthly_file(root, dataset, month)) for dataset in ("flights", "weather")}
         if any(_loaded_hash(context, f"raw_{dataset}", month) != sha for dataset, sha in files.items()):
             run_key = f"{month}:{files['flights'][:16]}:{files['weather'][:16]}"
-            requests.append(dg.RunRequest(run_key=run_key, partition_key=month, job_name=MONTHLY_JOB))
-    if not requests:
-        return dg.SensorResult(skip_reason="no new or changed landing files", cursor=hashes.cursor)
-    return dg.SensorResult(requests, cursor=hashes.cursor)
+            request = dg.RunRequest(run_key=run_key, partition_key=month, job_name=MONTHLY_JOB)
+            return dg.SensorResult([request], cursor=hashes.cursor)  # the earliest month first
+    return dg.SensorResult(skip_reason="no new or changed landing files", cursor=hashes.cursor)
+
+
+_LANDING_RUNS_IN_FLIGHT = dg.RunsFilter(
+    job_name=None,
+    statuses=[
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+    ],
+    tags={"dagster/sensor_name": "landing_sensor"},
+)
 
 
 class _FileHashes:
