@@ -1,4 +1,5 @@
-"""Data versions as the Dagster event log records them: what `mlplatform versions` and `restore` read."""
+"""What the Dagster event log records: data versions (for `mlplatform versions` and `restore`) and the latest
+metadata of an asset, which the sensors and the replay decide from."""
 
 from __future__ import annotations
 
@@ -45,6 +46,17 @@ def recorded_versions(
             )
         )
     return versions
+
+
+def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> dict | None:
+    """The metadata values of the latest materialization of ``asset`` (one partition of it), or None."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
 
 
 def every_recorded_md5(instance: dg.DagsterInstance) -> set[str]:

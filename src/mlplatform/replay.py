@@ -28,6 +28,7 @@ import polars as pl
 
 from mlplatform import registry
 from mlplatform.assets.serving import TRIGGER_TAG
+from mlplatform.catalog import latest_metadata
 from mlplatform.jobs import TRAINING_JOB
 from mlplatform.landing import monthly_file, seed
 from mlplatform.markdown import markdown_table
@@ -214,7 +215,7 @@ class _Runner:
 
 def _month_row(defs: dg.Definitions, instance: dg.DagsterInstance, month: str) -> MonthRow:
     metadata = {
-        asset: _latest_metadata(instance, asset, month)
+        asset: latest_metadata(instance, asset, month) or {}
         for asset in ("raw_flights", "feature_drift", "model_performance")
     }
     drift, performance = metadata["feature_drift"], metadata["model_performance"]
@@ -228,15 +229,6 @@ def _month_row(defs: dg.Definitions, instance: dg.DagsterInstance, month: str) -
         drifted_share=drift.get("drifted_share"),
         drifted_features=list(drift.get("drifted_features", [])),
     )
-
-
-def _latest_metadata(instance: dg.DagsterInstance, asset: str, month: str) -> dict[str, Any]:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[month]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return {}
-    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
 
 
 @contextmanager

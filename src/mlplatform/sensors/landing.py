@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from mlplatform.assets.ingestion import SOURCE_HASH
+from mlplatform.catalog import latest_metadata
 from mlplatform.jobs import MONTHLY_JOB, REFERENCE_JOB, monthly_pipeline, reference_data
 from mlplatform.landing import REFERENCE_DATASETS, file_sha256, landed_months, monthly_file, reference_file
 from mlplatform.resources.landing import LandingZone
@@ -84,11 +85,4 @@ def _reference_path(root: Path, name: str) -> Path | None:
 
 def _loaded_hash(context: dg.SensorEvaluationContext, asset: str, partition: str | None) -> str | None:
     """The landing file hash that the latest materialization of ``asset`` (one partition) loaded."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
-        limit=1,
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get(SOURCE_HASH)
-    return value.value if value is not None else None
+    return (latest_metadata(context.instance, asset, partition) or {}).get(SOURCE_HASH)

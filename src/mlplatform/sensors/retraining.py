@@ -7,6 +7,7 @@ import json
 import dagster as dg
 
 from mlplatform.assets.serving import TRIGGER_TAG
+from mlplatform.catalog import latest_metadata
 from mlplatform.jobs import TRAINING_JOB, train_delay_model
 from mlplatform.monitoring import MonthSignals, in_cooldown, retrain_reason
 from mlplatform.params import param
@@ -91,7 +92,7 @@ def available_window(instance: dg.DagsterInstance, month: str, max_window: int) 
 def month_signals(instance: dg.DagsterInstance, month: str) -> MonthSignals | None:
     """What feature_drift and model_performance recorded for ``month`` against the same champion; None until
     both have."""
-    drift, performance = (_latest_metadata(instance, asset, month) for asset in MONITORED)
+    drift, performance = (latest_metadata(instance, asset, month) for asset in MONITORED)
     if drift is None or performance is None or drift["champion_version"] != performance["champion_version"]:
         return None
     labelled = "auc_drop" in performance
@@ -116,12 +117,3 @@ def _months_monitored_since(instance: dg.DagsterInstance, after: int | None) -> 
         months |= {record.partition_key for record in records if record.partition_key}
         latest = max([latest or 0, *(record.storage_id for record in records)]) or None
     return months, latest
-
-
-def _latest_metadata(instance: dg.DagsterInstance, asset: str, month: str) -> dict | None:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[month]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    return {name: value.value for name, value in records[0].asset_materialization.metadata.items()}
