@@ -12,7 +12,8 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from mlplatform.definitions import MONTHLY_JOB, REFERENCE_JOB, build_definitions
+from mlplatform.definitions import build_definitions
+from mlplatform.jobs import MONTHLY_JOB, REFERENCE_JOB
 
 SHIPPED_CONFIG = yaml.safe_load((Path(__file__).parents[1] / "dagster.yaml").read_text())
 

@@ -26,7 +26,8 @@ from conftest import git_project
 from dagster_dev import dagster_dev, graphql
 
 from mlplatform.cli import main
-from mlplatform.definitions import TRAINING_JOB, build_definitions, defs
+from mlplatform.definitions import build_definitions, defs
+from mlplatform.jobs import TRAINING_JOB
 from mlplatform.landing import seed
 
 try:

@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlplatform.landing import LandingFileError
-from mlplatform.registry import RegistryError
+from mlplatform.registry import REASONS, RegistryError
 from mlplatform.settings import FIRST_MONTH, LAST_MONTH, Paths, parse_month_spec
 from mlplatform.versioning import DVCError
 
 ALL_MONTHS = f"{FIRST_MONTH}..{LAST_MONTH}"
-POLICIES = ("never", "monthly", "drift")  # mlplatform.replay's, named here to keep `--help` free of Dagster imports
 # dvc.yaml's stages, recorded in dvc.lock when the command runs them outside `dvc repro`.
 SEED_STAGE = "seed"
 MONTH_STAGE = "month@{month}"
@@ -51,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     models.set_defaults(run=lambda args: _models())
     promote = commands.add_parser("promote", help="make a registered model version the champion")
     promote.add_argument("version", help="the version's md5 or a unique prefix of it (see `mlplatform models`)")
-    promote.add_argument("--reason", choices=("manual", "scheduled", "drift"), default="manual")
+    promote.add_argument("--reason", choices=REASONS, default="manual")
     promote.add_argument("--note", help="why, in words, kept with the promotion")
     promote.set_defaults(run=lambda args: _promote(args.version, args.reason, args.note))
     rollback = commands.add_parser("rollback", help="undo the champion's promotion: the previous champion returns")
@@ -62,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "policies (never, monthly, on drift), and report each month and each policy",
     )
     replay.add_argument("--months", type=_months, default=ALL_MONTHS, help=months_help)
-    replay.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset of never,monthly,drift")
+    replay.add_argument("--policies", help="comma-separated subset of never,monthly,drift (default: all three)")
     replay.add_argument("--initial-months", type=int, default=2, help="months the first model is trained on")
     replay.add_argument("--workdir", type=Path, help="where each policy's platform lives (default: a temp folder)")
     replay.add_argument("--output", type=Path, default=Path("reports/replay.json"))
@@ -202,14 +201,14 @@ def _change_champion(change, verb: str) -> int:
     prepare_dagster_home()
     import dagster as dg
 
-    from mlplatform import registry
     from mlplatform.assets.serving import champion_metadata
+    from mlplatform.model import artifact_folder
     from mlplatform.resources import resources_for
 
     resources = resources_for()
     with resources["duckdb"].get_connection() as con:
         champion = change(con)
-        artifact = registry.artifact_folder(resources["dvc"].repo(), champion.version)
+        artifact = artifact_folder(resources["dvc"].repo(), champion.version)
         metadata = champion_metadata(con)
     with dg.DagsterInstance.get() as instance:
         instance.report_runless_asset_event(
@@ -224,9 +223,9 @@ def _change_champion(change, verb: str) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import tempfile
 
-    from mlplatform.replay import markdown_report, replay, write_report
+    from mlplatform.replay import POLICIES, markdown_report, replay, write_report
 
-    policies = tuple(policy.strip() for policy in args.policies.split(","))
+    policies = tuple(policy.strip() for policy in args.policies.split(",")) if args.policies else POLICIES
     unknown = set(policies) - set(POLICIES)
     if unknown or args.initial_months >= len(args.months):
         print(f"mlplatform replay: unknown policies {sorted(unknown)} or too few months", file=sys.stderr)
@@ -263,7 +262,8 @@ def _materialize(months: list[str]) -> int:
     prepare_dagster_home()
     from dagster import DagsterInstance
 
-    from mlplatform.definitions import MONTHLY_JOB, REFERENCE_JOB, SCORING_JOB, TRAINING_JOB, build_definitions
+    from mlplatform.definitions import build_definitions
+    from mlplatform.jobs import MONTHLY_JOB, REFERENCE_JOB, SCORING_JOB, TRAINING_JOB
 
     defs = build_definitions()
     repo = defs.resources["dvc"].repo()
@@ -297,7 +297,7 @@ def _run(defs, instance, job_name: str, partition: str | None = None) -> bool:
 
 def _training_months_present(defs) -> bool:
     """Whether every month the training job needs has features; if not, say which are missing."""
-    from mlplatform.definitions import TRAINING_JOB
+    from mlplatform.jobs import TRAINING_JOB
     from mlplatform.params import param
     from mlplatform.training_set import missing_months
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from mlplatform.assets import evaluation, features, ingestion, monitoring, serving, training, validation
-from mlplatform.jobs import JOBS, MONTHLY_JOB, REFERENCE_JOB, SCORING_JOB, TRAINING_JOB
+from mlplatform.jobs import JOBS
 from mlplatform.logs import configure_logging
 from mlplatform.resources import resources_for
 from mlplatform.sensors import SENSORS
 
 configure_logging()
-
-__all__ = ["MONTHLY_JOB", "REFERENCE_JOB", "SCORING_JOB", "TRAINING_JOB", "build_definitions", "defs"]
 
 _modules = [ingestion, validation, features, training, evaluation, serving, monitoring]
 

@@ -18,6 +18,8 @@ import polars as pl
 import torch
 from torch import nn
 
+from mlplatform.versioning import DVCRepo
+
 LABEL = "is_delayed"
 CATEGORICAL = ("carrier", "origin", "dest", "sched_hour", "weekday")
 NUMERIC = (
@@ -141,6 +143,12 @@ def build_network(preprocessor: Preprocessor, hyperparameters: dict[str, Any]) -
         hidden=tuple(hyperparameters["hidden"]),
         dropout=hyperparameters["dropout"],
     )
+
+
+def artifact_folder(repo: DVCRepo, version: str) -> Path:
+    """The artifact folder of model ``version``, brought back through DVC (from its cache, or from the remote
+    when the cache lost it) and checked file by file against the version."""
+    return repo.restore(version, ARTIFACT_NAME)
 
 
 def load_model(folder: Path) -> DelayModel:

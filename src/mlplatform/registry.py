@@ -11,13 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from mlplatform.model import ARTIFACT_NAME
-from mlplatform.versioning import DVCRepo
 from mlplatform.warehouse import transaction
 
 VERSIONS_TABLE = "model_versions"
@@ -166,12 +163,6 @@ def promotion_history(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     cursor = con.execute(f"SELECT * FROM {PROMOTIONS_TABLE} ORDER BY promoted_at DESC")
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def artifact_folder(repo: DVCRepo, version: str) -> Path:
-    """The artifact folder of ``version``, brought back through DVC (from its cache, or from the remote when
-    the cache lost it) and checked file by file against the version."""
-    return repo.restore(version, ARTIFACT_NAME)
 
 
 def _model_version(row: tuple) -> ModelVersion:

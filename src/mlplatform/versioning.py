@@ -122,9 +122,10 @@ class DVCRepo:
         pointer = folder / f"{name}.dvc"
         pointer.write_text(_pointer(md5, name))
         restored = folder / name
-        if not _matches(restored, md5, self._cache_dir()):
+        cache_dir = self._cache_dir() if md5.endswith(".dir") else None  # a folder is checked against its listing
+        if not _matches(restored, md5, cache_dir):
             self.run("pull", "--quiet", "--force", str(pointer.relative_to(self.root)))
-        if not _matches(restored, md5, self._cache_dir()):
+        if not _matches(restored, md5, cache_dir):
             raise DVCError(f"restored {restored} does not match version {md5}")
         return restored
 
@@ -132,10 +133,10 @@ class DVCRepo:
         return Path(self.run("cache", "dir").strip())
 
 
-def _matches(path: Path, md5: str, cache_dir: Path) -> bool:
-    """Whether ``path`` holds version ``md5``: a file's own md5, or for a folder (``<md5>.dir``) every file
-    that DVC's listing of the folder in its cache names, with its md5."""
-    if not md5.endswith(".dir"):
+def _matches(path: Path, md5: str, cache_dir: Path | None) -> bool:
+    """Whether ``path`` holds version ``md5``: a file's own md5, or for a folder (``<md5>.dir``, with DVC's
+    cache at ``cache_dir``) every file that DVC's listing of the folder names, with its md5."""
+    if cache_dir is None:
         return path.is_file() and file_md5(path) == md5
     listing = cache_dir / "files" / "md5" / md5[:2] / md5[2:]
     if not path.is_dir() or not listing.is_file():

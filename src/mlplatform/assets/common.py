@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 import structlog
 
+from mlplatform import registry
 from mlplatform.catalog import recorded_versions
 from mlplatform.contracts import Contract, Field
 from mlplatform.logs import get_logger
@@ -99,6 +100,14 @@ def _column(name: str, column_type: str, spec: Field | None) -> dg.TableColumn:
         description=f"null when {spec.null_reason}" if spec.null_reason else None,
         constraints=dg.TableColumnConstraints(nullable=spec.nullable),
     )
+
+
+def current_champion(con: duckdb.DuckDBPyConnection) -> registry.Promotion:
+    """The registry's champion; a failure saying what to do when there is none yet."""
+    champion = registry.champion(con)
+    if champion is None:
+        raise dg.Failure("there is no champion model yet: run the train_delay_model job first")
+    return champion
 
 
 def check_result(verdict: Verdict, check_name: str, asset: str, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:

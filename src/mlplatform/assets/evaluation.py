@@ -10,7 +10,7 @@ from mlplatform.assets.common import DUCKDB_POOL, OWNERS, run_logger
 from mlplatform.evaluation import baseline_scores, by_group, calibration, model_card, promotion_gate, summary
 from mlplatform.markdown import markdown_table
 from mlplatform.metrics import paired_bootstrap_auc
-from mlplatform.model import ARTIFACT_NAME, LABEL, load_model
+from mlplatform.model import ARTIFACT_NAME, LABEL, artifact_folder, load_model
 from mlplatform.params import param
 from mlplatform.plots import calibration_chart
 from mlplatform.resources.dvc import DVCResource
@@ -69,7 +69,7 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
         champion = registry.champion(con)
         comparison = {}
         if champion and champion.version != model_version:
-            champion_model = load_model(registry.artifact_folder(repo, champion.version))
+            champion_model = load_model(artifact_folder(repo, champion.version))
             if _saw_month(champion_model.manifest, target):
                 comparison = {"champion_skipped": f"champion {champion.version} was trained on {target}"}
             else:

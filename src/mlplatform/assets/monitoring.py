@@ -7,10 +7,10 @@ import polars as pl
 from pydantic import Field
 
 from mlplatform import monitoring, registry
-from mlplatform.assets.common import DUCKDB_POOL, FOLLOW_NEW_MONTHS, MONTHLY, OWNERS, run_logger
+from mlplatform.assets.common import DUCKDB_POOL, FOLLOW_NEW_MONTHS, MONTHLY, OWNERS, current_champion, run_logger
 from mlplatform.features import FEATURES_TABLE
 from mlplatform.markdown import markdown_table
-from mlplatform.model import LABEL
+from mlplatform.model import LABEL, artifact_folder
 from mlplatform.params import param
 from mlplatform.plots import bar_chart
 from mlplatform.resources.dvc import DVCResource
@@ -138,7 +138,7 @@ def model_performance(context: dg.AssetExecutionContext, config: PerformanceConf
     labels are in, against the AUC it had on its own held-out month."""
     month = context.partition_key
     with duckdb.get_connection() as con, run_logger(context) as log:
-        champion = _champion(con)
+        champion = current_champion(con)
         evaluated = registry.get_version(con, champion.version)
         query = _champion_predictions(con, month, champion.version, f"{LABEL}, {CHAMPION_SCORE}")
         labelled = pl.from_arrow(con.sql(f"SELECT * FROM ({query}) WHERE {LABEL} IS NOT NULL").to_arrow_table())
@@ -177,17 +177,10 @@ def model_performance(context: dg.AssetExecutionContext, config: PerformanceConf
     )
 
 
-def _champion(con) -> registry.Promotion:
-    champion = registry.champion(con)
-    if champion is None:
-        raise dg.Failure("there is no champion model yet: run the train_delay_model job first")
-    return champion
-
-
 def _champion_and_profiles(con, dvc: DVCResource) -> tuple[registry.Promotion, dict]:
     """The champion and the reference profiles saved with its artifact (restored through DVC if needed)."""
-    champion = _champion(con)
-    return champion, monitoring.load_reference_profiles(registry.artifact_folder(dvc.repo(), champion.version))
+    champion = current_champion(con)
+    return champion, monitoring.load_reference_profiles(artifact_folder(dvc.repo(), champion.version))
 
 
 def _champion_predictions(con, month: str, version: str, columns: str) -> str:

@@ -12,6 +12,7 @@ from mlplatform.assets.common import (
     FOLLOW_NEW_MONTHS,
     MONTHLY,
     OWNERS,
+    current_champion,
     recorded_md5s,
     run_logger,
     table_metadata,
@@ -19,7 +20,7 @@ from mlplatform.assets.common import (
 )
 from mlplatform.markdown import markdown_table
 from mlplatform.metrics import paired_bootstrap_auc, roc_auc
-from mlplatform.model import ARTIFACT_NAME, LABEL, load_model
+from mlplatform.model import ARTIFACT_NAME, LABEL, artifact_folder, load_model
 from mlplatform.resources.dvc import DVCResource
 from mlplatform.resources.warehouse import Warehouse
 from mlplatform.scoring import (
@@ -103,10 +104,8 @@ def flight_delay_predictions(context: dg.AssetExecutionContext, duckdb: Warehous
     AUC (an offline A/B test). Versioned with DVC; each new month of features is scored automatically."""
     month, repo = context.partition_key, dvc.repo()
     with duckdb.get_connection() as con, run_logger(context) as log:
-        champion, challenger = registry.champion(con), registry.challenger(con)
-        if champion is None:
-            raise dg.Failure("there is no champion model yet: run the train_delay_model job first")
-        scorers = [(v, load_model(registry.artifact_folder(repo, v))) for v in _versions(champion, challenger)]
+        champion, challenger = current_champion(con), registry.challenger(con)
+        scorers = [(v, load_model(artifact_folder(repo, v))) for v in _versions(champion, challenger)]
         predictions = score_month(month_features(con, month), *scorers)
         rows = replace_predictions(con, month, predictions)
         version, data_version = versioned(con, dvc, PREDICTIONS_TABLE, month)
