@@ -1,4 +1,4 @@
-"""Column drift, reference against current: mlplatform.drift beside Evidently 0.7.23's DataDriftPreset.
+"""Column drift, reference against current: mlplatform.monitoring.drift beside Evidently 0.7.23's DataDriftPreset.
 
 Setup (not timed): DuckDB SQL generates a reference and a current sample of 15 flight-like columns (9 numeric,
 6 categorical; continuous, rounded, integer, binary and string values) and writes each as Parquet. Five columns
@@ -8,12 +8,13 @@ Parquet reading is timed on neither side.
 
 Timed, each in a fresh subprocess so that its peak RSS (``VmHWM``) is its own:
 
-* ``mlplatform``: :func:`mlplatform.drift.profile` of the reference table (done once per model version, in
-  training) and :func:`mlplatform.drift.compare` of the current table against it (each monitoring run),
-  timed separately, on a read-only connection to the DuckDB file with the platform's memory limit. The tables
-  are stored DuckDB tables (compressed, columnar) read through DuckDB's buffer pool: each worker starts cold,
-  so its first reads of the file are timed too. The worker runs ``--repeat`` times (fresh process each time)
-  and the report gives the median run (by profile + compare) beside the others, as the machine is shared.
+* ``mlplatform``: :func:`mlplatform.monitoring.drift.profile` of the reference table (done once per model
+  version, in training) and :func:`mlplatform.monitoring.drift.compare` of the current table against it (each
+  monitoring run), timed separately, on a read-only connection to the DuckDB file with the platform's memory
+  limit. The tables are stored DuckDB tables (compressed, columnar) read through DuckDB's buffer pool: each
+  worker starts cold, so its first reads of the file are timed too. The worker runs ``--repeat`` times (fresh
+  process each time) and the report gives the median run (by profile + compare) beside the others, as the
+  machine is shared.
 * ``Evidently``: ``Dataset.from_pandas`` of both frames with their column types, then
   ``Report([DataDriftPreset()]).run(current, reference)``, in the Python of its own environment
   (``--evidently-python``, built from requirements-evidently.lock: Evidently 0.7.23 does not import with the
@@ -44,9 +45,9 @@ from pathlib import Path
 import duckdb
 from docs_section import write_section
 
-from mlplatform.drift import DriftReport, compare, profile
-from mlplatform.resources import DUCKDB_MEMORY_LIMIT
-from mlplatform.sql import sql_string
+from mlplatform.data.sql import sql_string
+from mlplatform.monitoring.drift import DriftReport, compare, profile
+from mlplatform.orchestration.resources import DUCKDB_MEMORY_LIMIT
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "Column drift against Evidently"

@@ -1,18 +1,23 @@
 """The platform's PyTorch delay model beside LightGBM: same features, same time-based split, several months.
 
+The flights dataset (``mlplatform.datasets.get_dataset("flights")``): its declared features, model and training
+window.
+
 Setup (not timed): seed the real landing zone in a scratch folder and, with the platform's Dagster-free
-functions, load and validate every month of 2013 into one DuckDB file and build ``flight_features`` for each
-month, as the ingestion, validation and features assets do. For each target month, ``build_training_set``
-takes the 6 months before it to train on and holds the target month out, and the table is exported to Parquet.
+functions, load the reference tables, load and validate every month of 2013 into one DuckDB file and build the
+dataset's ``features`` for each month, as the ingestion, validation and features assets do. For each target
+month, ``build_training_set`` takes the declared window (``training.window_periods``, 6 months) before it to
+train on and holds the target month out, and the table is exported to Parquet.
 
 Timed, each model in a fresh subprocess so that its peak RSS is its own, both limited to 2 threads:
 
-* ``delay model``: ``mlplatform.training.train`` with params.yaml's training config (``torch.set_num_threads``).
+* ``delay model``: ``mlplatform.ml.training.train`` with the dataset's declared model (its ``predictor`` section
+  in defs.yaml; ``torch.set_num_threads``).
 * ``LightGBM``: the categorical columns as native categoricals (the delay model's vocabularies, fitted on the
   same rows; an unseen value is missing), the numeric columns as they are (null is missing), early stopping
   on the same latest slice of the window that the delay model stops on (``split_by_time``).
 
-Both are scored on the held-out month's labelled flights with ``mlplatform.evaluation.summary``.
+Both are scored on the held-out month's labelled flights with ``mlplatform.ml.evaluation.summary``.
 
     .venv/bin/python benchmarks/model_vs_lightgbm.py --months 2013-07
     .venv/bin/python benchmarks/model_vs_lightgbm.py --write-docs
@@ -42,26 +47,30 @@ import polars as pl
 import torch
 from docs_section import DOCS, write_section
 
-from mlplatform.contracts import FLIGHTS, PLANES, WEATHER
-from mlplatform.evaluation import summary
-from mlplatform.features import build_features
-from mlplatform.landing import monthly_file, reference_file, seed
-from mlplatform.model import CATEGORICAL, LABEL, NUMERIC, Preprocessor
-from mlplatform.params import param
-from mlplatform.resources import DUCKDB_MEMORY_LIMIT
-from mlplatform.settings import FIRST_MONTH, LAST_MONTH, month_range, parse_month_spec
-from mlplatform.sql import sql_string
-from mlplatform.training import TrainingConfig, split_by_time, train
-from mlplatform.training_set import HOLDOUT, SPLIT_COLUMN, TRAIN, TRAINING_SET_TABLE, build_training_set, window_months
-from mlplatform.validation import split_partition
-from mlplatform.warehouse import load_raw_partition, load_reference
+from mlplatform.data.features import build_features
+from mlplatform.data.landing import period_file, reference_file, seed
+from mlplatform.data.sql import sql_string
+from mlplatform.data.validation import split_partition
+from mlplatform.data.warehouse import load_raw_partition, load_reference
+from mlplatform.datasets import get_dataset
+from mlplatform.datasets.dataset import TRAINING_SET_TABLE
+from mlplatform.ml.evaluation import summary
+from mlplatform.ml.model import Preprocessor
+from mlplatform.ml.training import split_by_time, train
+from mlplatform.ml.training_set import HOLDOUT, SPLIT_COLUMN, TRAIN, build_training_set, window_periods
+from mlplatform.orchestration.resources import DUCKDB_MEMORY_LIMIT
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "Delay model vs LightGBM"
 
-ALL_MONTHS = month_range(FIRST_MONTH, LAST_MONTH)
+FLIGHTS = get_dataset("flights")
+MODEL = FLIGHTS.model  # the declared predictor: features, label, hyperparameters
+CATEGORICAL, NUMERIC, LABEL = MODEL.categorical, MODEL.numeric, MODEL.label
+TIME_ORDER = FLIGHTS.declaration.training.time_order
+ALL_MONTHS = FLIGHTS.periods.parse_spec(FLIGHTS.declaration.seed.periods)  # 2013-01..2013-12
+FIRST_MONTH, LAST_MONTH = ALL_MONTHS[0], ALL_MONTHS[-1]
 DEFAULT_TARGETS = ("2013-07", "2013-08", "2013-10", "2013-12")
-WINDOW_MONTHS = param("training", "window_months")
+WINDOW_MONTHS = FLIGHTS.declaration.training.window_periods
 
 THREADS = 2
 DELAY_MODEL, LIGHTGBM = "delay model", "LightGBM"
@@ -74,7 +83,7 @@ LIGHTGBM_PARAMS = {
     "num_leaves": 63,
     "learning_rate": 0.05,
     "num_threads": THREADS,
-    "seed": param("training", "seed"),
+    "seed": MODEL.hyperparameters.seed,
     "deterministic": True,
     "verbosity": -1,
 }
@@ -94,30 +103,34 @@ def connect(database: Path) -> duckdb.DuckDBPyConnection:
 
 
 def build_warehouse(workdir: Path) -> Path:
-    """Seed the landing zone, then load, validate and build the features of every month of 2013."""
+    """Seed the landing zone, then load the reference tables, load, validate and build the features of every
+    month of 2013."""
     landing = workdir / "landing"
-    seed(landing, ALL_MONTHS)
+    seed(landing, FLIGHTS, ALL_MONTHS)
     database = workdir / "warehouse.duckdb"
+    features = FLIGHTS.declaration.features
     with connect(database) as con:
-        load_reference(con, PLANES, reference_file(landing, PLANES.name))
+        for table in FLIGHTS.reference:  # the feature SQL sees every reference table
+            load_reference(con, FLIGHTS, FLIGHTS.contracts[table], reference_file(landing, FLIGHTS, table))
         for month in ALL_MONTHS:
-            for contract in (FLIGHTS, WEATHER):
-                load_raw_partition(con, contract, month, monthly_file(landing, contract.name, month))
-                split_partition(con, contract, month)
+            for source in FLIGHTS.sources:
+                contract = FLIGHTS.contracts[source]
+                load_raw_partition(con, FLIGHTS, contract, month, period_file(landing, FLIGHTS, source, month))
+                split_partition(con, FLIGHTS, contract, month)
         for month in ALL_MONTHS:  # each month's rates read the clean flights of the months before it
-            build_features(con, month)
+            build_features(con, FLIGHTS, month, dict(features.params), features.lookback_periods)
     return database
 
 
 def export_training_set(database: Path, target_month: str, path: Path) -> dict[str, tuple[int, float]]:
     """Build the training set held out on ``target_month`` and write it to Parquet; each split's rows and
     delay rate (of its labelled flights)."""
+    table = FLIGHTS.table(TRAINING_SET_TABLE)
     with connect(database) as con:
-        build_training_set(con, target_month, WINDOW_MONTHS)
-        con.execute(f"COPY {TRAINING_SET_TABLE} TO {sql_string(path)} (FORMAT parquet)")
-        splits = con.execute(
-            f"SELECT {SPLIT_COLUMN}, count(*), avg({LABEL}::DOUBLE) FROM {TRAINING_SET_TABLE} GROUP BY 1"
-        ).fetchall()
+        build_training_set(con, FLIGHTS, target_month, WINDOW_MONTHS)
+        con.execute(f"COPY {table} TO {sql_string(path)} (FORMAT parquet)")
+        query = f"SELECT {SPLIT_COLUMN}, count(*), avg({LABEL}::DOUBLE) FROM {table} GROUP BY 1"
+        splits = con.execute(query).fetchall()
     return {split: (rows, delay_rate) for split, rows, delay_rate in splits}
 
 
@@ -127,9 +140,9 @@ Scorer = Callable[[pl.DataFrame], np.ndarray]
 
 
 def train_delay_model(rows: pl.DataFrame) -> tuple[Scorer, int]:
-    """The platform's trainer with params.yaml's config; the scorer and the best epoch."""
+    """The platform's trainer with the dataset's declared model; the scorer and the best epoch."""
     torch.set_num_threads(THREADS)
-    result = train(rows, TrainingConfig.from_params_file())
+    result = train(rows, MODEL, TIME_ORDER)
     return result.model.predict, result.best_epoch
 
 
@@ -149,8 +162,8 @@ def train_lightgbm(rows: pl.DataFrame) -> tuple[Scorer, int]:
     """LightGBM stopped early on the delay model's validation slice; the scorer and the best round."""
     import lightgbm  # here, so that the delay model's process never loads it
 
-    fit_rows, validation_rows = split_by_time(rows, TrainingConfig.from_params_file().validation_share)
-    vocabularies = Preprocessor.fit(fit_rows).vocabularies
+    fit_rows, validation_rows = split_by_time(rows, LABEL, TIME_ORDER, MODEL.hyperparameters.validation_share)
+    vocabularies = Preprocessor.fit(fit_rows, CATEGORICAL, NUMERIC).vocabularies
 
     def dataset(frame: pl.DataFrame, **options: object) -> lightgbm.Dataset:
         features = lightgbm_features(frame, vocabularies)
@@ -323,7 +336,7 @@ def section(
         for month, s in splits.items()
     )
     categoricals = ", ".join(f"`{column}`" for column in CATEGORICAL)
-    validation_share = TrainingConfig.from_params_file().validation_share
+    validation_share = MODEL.hyperparameters.validation_share
     tuning = (
         f"`num_leaves` {LIGHTGBM_PARAMS['num_leaves']}, `learning_rate` {LIGHTGBM_PARAMS['learning_rate']}, "
         f"up to {LIGHTGBM_ROUNDS} rounds"
@@ -334,15 +347,17 @@ The platform's PyTorch delay model beside LightGBM {metadata.version("lightgbm")
 same time-based split: trained on the {WINDOW_MONTHS} months before a target month, scored on the target month,
 exactly as `build_training_set` builds it.
 
-- Features: the platform's Dagster-free functions (`load_raw_partition` -> `split_partition` -> `build_features`,
-  every month of 2013) into a scratch DuckDB file; not timed.
-- Delay model: `mlplatform.training.train` with params.yaml's training config, on CPU.
+- Features: the flights dataset's feature SQL through the platform's Dagster-free functions
+  (`load_raw_partition` -> `split_partition` -> `build_features`, every month of 2013) into a scratch DuckDB
+  file; not timed.
+- Delay model: `mlplatform.ml.training.train` with the flights dataset's declared model (defs.yaml's
+  `predictor`), on CPU.
 - LightGBM: {tuning}, stopped after {LIGHTGBM_EARLY_STOPPING} rounds without a lower log loss
   on the latest {validation_share:.0%} of the window, the slice the delay model stops on (`split_by_time`);
   {categoricals} as native categoricals with the delay model's vocabularies (an
   unseen value is missing), the {len(NUMERIC)} numeric columns as they are (null is missing).
 - Threads: both limited to {THREADS}: `torch.set_num_threads({THREADS})` and LightGBM `num_threads={THREADS}`.
-- Metrics: the held-out month's labelled flights, `mlplatform.evaluation.summary`.
+- Metrics: the held-out month's labelled flights, `mlplatform.ml.evaluation.summary`.
 - Train s: wall seconds of the training call, preprocessing included, scoring excluded. Each model ran {repeats}
   time(s) per month, the two taking turns, each run once other processes had used under {QUIET_CORES} of a core
   for {QUIET_WINDOW_SECONDS:.0f} s (or after waiting the limit); the fastest run is shown (the metrics never
@@ -350,7 +365,7 @@ exactly as `build_training_set` builds it.
   `/proc/stat`: how much the shared machine disturbed the timing.
 - Peak MB: `VmHWM` of the model's own fresh subprocess, reset (`/proc/self/clear_refs`) just before training
   and read just after. It includes what was already resident, {min(before):,.0f}–{max(before):,.0f} MB: the
-  interpreter, the libraries (both processes import torch through `mlplatform.model`) and the training set.
+  interpreter, the libraries (both processes import torch through `mlplatform.ml.model`) and the training set.
 - Machine: the one described above ({machine()}). Run {started}.
 
 | target month | training rows | their delay rate | held-out rows | their delay rate |
@@ -374,9 +389,9 @@ Command (from the repository root):
 
 def target_months(spec: str) -> list[str]:
     """``2013-07,2013-10`` or ``2013-07..2013-12``: months whose whole training window is in the data."""
-    months = [month for part in spec.split(",") for month in parse_month_spec(part.strip())]
+    months = [month for part in spec.split(",") for month in FLIGHTS.periods.parse_spec(part.strip())]
     for month in months:
-        if window_months(month, WINDOW_MONTHS)[0] < FIRST_MONTH or month > LAST_MONTH:
+        if window_periods(FLIGHTS, month, WINDOW_MONTHS)[0] < FIRST_MONTH or month > LAST_MONTH:
             raise argparse.ArgumentTypeError(
                 f"{month}: its {WINDOW_MONTHS}-month window and itself must lie in {FIRST_MONTH}..{LAST_MONTH}"
             )

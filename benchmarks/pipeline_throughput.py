@@ -1,11 +1,14 @@
 """Raw to features throughput for one monthly partition, scaled up, beside a pandas + pandera-pandas equivalent.
 
+The flights dataset (``mlplatform.datasets.get_dataset("flights")``): its contract, feature SQL and parameters.
+
 Setup (not timed): seed the real landing zone in a scratch folder, load and validate the real flights of
-2013-01..2013-06 (the history the delay rates are computed from), the weather of 2013-07 and the planes into
-a DuckDB file, and write a scaled flights landing file for 2013-07 by resampling the real 2013 flight rows in
-DuckDB SQL. Every real row is repeated about ``rows / 336,776`` times; the copies of the rows that share
-(carrier, origin, sched_dep_time) are numbered and spread over the month's days and flight numbers, so natural
-keys stay unique; ``time_hour`` follows the new day and every other column keeps its real value.
+2013-01..2013-06 (the history the delay rates are computed from), the weather of 2013-07 and the reference
+tables (airlines, airports, planes) into a DuckDB file, and write a scaled flights landing file for 2013-07 by
+resampling the real 2013 flight rows in DuckDB SQL. Every real row is repeated about ``rows / 336,776`` times;
+the copies of the rows that share (carrier, origin, sched_dep_time) are numbered and spread over the month's
+days and flight numbers, so natural keys stay unique; ``time_hour`` follows the new day and every other column
+keeps its real value.
 
 Timed, each in a fresh subprocess so that its peak RSS is its own:
 
@@ -13,7 +16,8 @@ Timed, each in a fresh subprocess so that its peak RSS is its own:
   prepared DuckDB file, one connection per stage as the Dagster assets open them, with the platform's
   DuckDB memory limit.
 * ``pandas``: the same steps with pandas and pandera's pandas backend: read the Parquet file, validate with
-  a schema equivalent to the flights contract (checked against it before the run), split valid and invalid
+  a schema equivalent to the flights contract (checked against it before the run; natural-key duplicates and
+  rows outside the month flagged as the platform flags them), split valid and invalid
   rows by the failure cases' index, compute the same features and write clean, quarantine and features to
   Parquet.
 
@@ -50,28 +54,30 @@ import pandera.errors
 import pandera.pandas as pa
 from docs_section import DOCS, write_section
 
-from mlplatform.contracts import DUPLICATE_FLAG, FLIGHTS, NYC_ORIGINS, PLANES, WEATHER
-from mlplatform.features import (
-    FEATURES_TABLE,
-    KEY_COLUMNS,
-    FeatureParams,
-    build_features,
-    history_start,
-    us_federal_holidays,
-)
-from mlplatform.landing import monthly_file, reference_file, seed
-from mlplatform.resources import DUCKDB_MEMORY_LIMIT
-from mlplatform.settings import month_range
-from mlplatform.sql import sql_string
-from mlplatform.validation import DEFAULT_BATCH_ROWS, split_partition
-from mlplatform.warehouse import PARTITION_COLUMN, load_raw_partition, load_reference
+from mlplatform.data.contracts import DUPLICATE_FLAG, IN_PERIOD_FLAG
+from mlplatform.data.features import build_features, history_periods
+from mlplatform.data.landing import period_file, reference_file, seed
+from mlplatform.data.sql import sql_string
+from mlplatform.data.validation import DEFAULT_BATCH_ROWS, split_partition
+from mlplatform.data.warehouse import PARTITION_COLUMN, load_raw_partition, load_reference
+from mlplatform.datasets import get_dataset
+from mlplatform.datasets.dataset import FEATURES_TABLE, clean_table, raw_table
+from mlplatform.orchestration.resources import DUCKDB_MEMORY_LIMIT
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "Raw to features, one partition"
 
+DATASET = get_dataset("flights")
+FLIGHTS, WEATHER = DATASET.contracts["flights"], DATASET.contracts["weather"]
+FEATURES = DATASET.declaration.features
+KEY_COLUMNS = tuple(FEATURES.key)
+FEATURE_PARAMS = dict(FEATURES.params)  # smoothing_flights, delay_threshold_minutes
+TIMEZONE = DATASET.declaration.landing.sources["flights"].timezone  # where a month starts and ends
+NYC_ORIGINS = ["EWR", "JFK", "LGA"]  # the flights contract's origin: isin
+
 MONTH = "2013-07"
-HISTORY_MONTHS = month_range("2013-01", "2013-06")
-SOURCE_MONTHS = month_range("2013-01", "2013-12")
+HISTORY_MONTHS = DATASET.periods.parse_spec("2013-01..2013-06")
+SOURCE_MONTHS = DATASET.periods.parse_spec("2013-01..2013-12")
 PIPELINES = ("mlplatform", "pandas")
 STAGES = ("raw load", "validate", "features")
 
@@ -92,22 +98,24 @@ def connect(database: Path) -> duckdb.DuckDBPyConnection:
 def prepare(workdir: Path) -> None:
     """Seed the landing zone, build the prepared warehouse and export the pandas pipeline's inputs."""
     landing = workdir / "landing"
-    seed(landing, SOURCE_MONTHS)
+    seed(landing, DATASET, SOURCE_MONTHS)
     with connect(workdir / "prepared.duckdb") as con:
-        load_reference(con, PLANES, reference_file(landing, "planes"))
+        for table in DATASET.reference:  # the feature SQL sees every reference table
+            load_reference(con, DATASET, DATASET.contracts[table], reference_file(landing, DATASET, table))
         for month in HISTORY_MONTHS:
-            load_raw_partition(con, FLIGHTS, month, monthly_file(landing, "flights", month))
-            split_partition(con, FLIGHTS, month)
-        load_raw_partition(con, WEATHER, MONTH, monthly_file(landing, "weather", MONTH))
-        split_partition(con, WEATHER, MONTH)
+            load_raw_partition(con, DATASET, FLIGHTS, month, period_file(landing, DATASET, "flights", month))
+            split_partition(con, DATASET, FLIGHTS, month)
+        load_raw_partition(con, DATASET, WEATHER, MONTH, period_file(landing, DATASET, "weather", MONTH))
+        split_partition(con, DATASET, WEATHER, MONTH)
         inputs = workdir / "pandas_inputs"
         inputs.mkdir(exist_ok=True)
         # Timestamps are written as UTC instants, whatever the session's time zone.
         exports = {
-            "history": "SELECT * REPLACE (time_hour::TIMESTAMPTZ AS time_hour) FROM clean_flights",
-            "weather": "SELECT * REPLACE (time_hour::TIMESTAMPTZ AS time_hour) FROM clean_weather "
-            f"WHERE {PARTITION_COLUMN} = '{MONTH}'",
-            "planes": "SELECT * FROM planes",
+            "history": "SELECT * REPLACE (time_hour::TIMESTAMPTZ AS time_hour) "
+            f"FROM {DATASET.table(clean_table('flights'))}",
+            "weather": "SELECT * REPLACE (time_hour::TIMESTAMPTZ AS time_hour) "
+            f"FROM {DATASET.table(clean_table('weather'))} WHERE {PARTITION_COLUMN} = '{MONTH}'",
+            "planes": f"SELECT * FROM {DATASET.table('planes')}",
         }
         for name, query in exports.items():
             con.execute(f"COPY ({query}) TO {sql_string(inputs / f'{name}.parquet')} (FORMAT parquet)")
@@ -120,20 +128,22 @@ def build_scaled_partition(workdir: Path, rows: int) -> Path:
     year, month = (int(part) for part in MONTH.split("-"))
     with duckdb.connect() as con:
         for source_month in SOURCE_MONTHS:
-            load_raw_partition(con, FLIGHTS, source_month, monthly_file(workdir / "landing", "flights", source_month))
+            path = period_file(workdir / "landing", DATASET, "flights", source_month)
+            load_raw_partition(con, DATASET, FLIGHTS, source_month, path)
         # The rows sharing (carrier, origin, sched_dep_time) are numbered 0, 1, ... across all copies, and that
         # number picks the day and the flight number: no two rows share a natural key.
         con.execute(
-            """
+            f"""
             CREATE TABLE source AS SELECT
-                row_number() OVER (ORDER BY partition_month, day, sched_dep_time, carrier, flight, origin) - 1
+                row_number() OVER (ORDER BY {PARTITION_COLUMN}, day, sched_dep_time, carrier, flight, origin) - 1
                     AS source_row,
-                row_number() OVER (PARTITION BY carrier, origin, sched_dep_time ORDER BY partition_month, day, flight)
-                    - 1 AS slot,
+                row_number() OVER (
+                    PARTITION BY carrier, origin, sched_dep_time ORDER BY {PARTITION_COLUMN}, day, flight
+                ) - 1 AS slot,
                 count(*) OVER (PARTITION BY carrier, origin, sched_dep_time) AS slots,
                 (hash(carrier, origin, sched_dep_time) % 9999)::BIGINT AS key_offset,
                 *
-            FROM raw_flights
+            FROM {DATASET.table(raw_table("flights"))}
             """
         )
         source_rows = con.execute("SELECT count(*) FROM source").fetchall()[0][0]
@@ -181,11 +191,11 @@ def run_mlplatform(workdir: Path, scaled: Path, batch_rows: int) -> dict:
     database = workdir / "run" / "mlplatform.duckdb"
     seconds: dict[str, float] = {}
     with timed(seconds, "raw load"), connect(database) as con:
-        load_raw_partition(con, FLIGHTS, MONTH, scaled)
+        load_raw_partition(con, DATASET, FLIGHTS, MONTH, scaled)
     with timed(seconds, "validate"), connect(database) as con:
-        counts = split_partition(con, FLIGHTS, MONTH, batch_rows=batch_rows)
+        counts = split_partition(con, DATASET, FLIGHTS, MONTH, batch_rows=batch_rows)
     with timed(seconds, "features"), connect(database) as con:
-        build_features(con, MONTH)
+        build_features(con, DATASET, MONTH, FEATURE_PARAMS, FEATURES.lookback_periods)
     with connect(database) as con:
         fingerprint = duckdb_fingerprint(con)
     return {"seconds": seconds, "quarantined": counts.quarantined, "fingerprint": fingerprint}
@@ -196,7 +206,7 @@ def duckdb_fingerprint(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
         f"""
         SELECT count(*), count_if(is_delayed), count_if(is_cancelled), count(temp), sum(plane_age),
                sum(days_to_holiday), sum(carrier_delay_rate), sum(route_delay_rate), sum(origin_hour_delay_rate)
-        FROM {FEATURES_TABLE} WHERE {PARTITION_COLUMN} = ?
+        FROM {DATASET.table(FEATURES_TABLE)} WHERE {PARTITION_COLUMN} = ?
         """,
         [MONTH],
     ).fetchall()[0]
@@ -216,8 +226,8 @@ FINGERPRINT = (
 )
 
 
-def pandas_flights_schema(year: int, month: int) -> pa.DataFrameSchema:
-    """The flights contract (src/mlplatform/contracts.py) written for pandera's pandas backend."""
+def pandas_flights_schema() -> pa.DataFrameSchema:
+    """The flights contract (src/mlplatform/defs/flights/contract.yaml) written for pandera's pandas backend."""
 
     def clock(name: str) -> pa.Check:
         return pa.Check(lambda s: s.between(0, 2400) & (s % 100 < 60), name=f"{name}_hhmm")
@@ -230,8 +240,8 @@ def pandas_flights_schema(year: int, month: int) -> pa.DataFrameSchema:
 
     return pa.DataFrameSchema(
         {
-            "year": integer(pa.Check.eq(year, name="in_partition")),
-            "month": integer(pa.Check.eq(month, name="in_partition")),
+            "year": integer(),
+            "month": integer(pa.Check.in_range(1, 12)),
             "day": integer(pa.Check.in_range(1, 31)),
             "dep_time": integer(clock("dep_time"), nullable=True),
             "sched_dep_time": integer(clock("sched_dep_time")),
@@ -250,6 +260,7 @@ def pandas_flights_schema(year: int, month: int) -> pa.DataFrameSchema:
             "minute": integer(pa.Check.in_range(0, 59)),
             "time_hour": pa.Column("datetime64[us]"),
             DUPLICATE_FLAG: pa.Column(bool, checks=[pa.Check.eq(False, name="unique_natural_key")]),
+            IN_PERIOD_FLAG: pa.Column(bool, checks=[pa.Check.eq(True, name="in_period")]),
         },
         checks=[
             pa.Check(
@@ -270,8 +281,7 @@ def check_schema_parity() -> None:
         }
         return columns, sorted(check.name for check in schema.checks)
 
-    year, month = (int(part) for part in MONTH.split("-"))
-    contract, pandas = shape(FLIGHTS.schema(year, month)), shape(pandas_flights_schema(year, month))
+    contract, pandas = shape(FLIGHTS.schema()), shape(pandas_flights_schema())
     if contract != pandas:
         raise SystemExit(f"the pandas schema no longer matches the flights contract:\n{contract}\n{pandas}")
 
@@ -279,7 +289,6 @@ def check_schema_parity() -> None:
 def run_pandas(workdir: Path, scaled: Path) -> dict:
     """The same raw -> clean -> features work with pandas and pandera's pandas backend."""
     inputs, output = workdir / "pandas_inputs", workdir / "run" / "pandas"
-    year, month = (int(part) for part in MONTH.split("-"))
     seconds: dict[str, float] = {}
 
     with timed(seconds, "raw load"):
@@ -289,8 +298,9 @@ def run_pandas(workdir: Path, scaled: Path) -> dict:
 
     with timed(seconds, "validate"):
         frame[DUPLICATE_FLAG] = duplicate_flags(frame, list(FLIGHTS.natural_key))
-        failed = failed_checks_by_row(pandas_flights_schema(year, month), frame)
-        frame = frame.drop(columns=DUPLICATE_FLAG)
+        frame[IN_PERIOD_FLAG] = in_period_flags(frame[FLIGHTS.time_column])
+        failed = failed_checks_by_row(pandas_flights_schema(), frame)
+        frame = frame.drop(columns=[DUPLICATE_FLAG, IN_PERIOD_FLAG])
         quarantine = frame.loc[failed.index].assign(failed_checks=failed.to_numpy())
         frame = frame.drop(index=failed.index)
         output.mkdir(parents=True, exist_ok=True)
@@ -298,7 +308,7 @@ def run_pandas(workdir: Path, scaled: Path) -> dict:
         frame.to_parquet(output / "clean_flights.parquet")
 
     with timed(seconds, "features"):
-        features = pandas_features(frame, inputs, FeatureParams.from_params_file())
+        features = pandas_features(frame, inputs, FEATURE_PARAMS)
         features.to_parquet(output / "flight_features.parquet")
 
     fingerprint = (
@@ -329,8 +339,15 @@ def failed_checks_by_row(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.
             raise  # a failure with no row: the file itself is wrong
         row_check = cases["schema_context"] == "DataFrameSchema"
         duplicate = (cases["column"] == DUPLICATE_FLAG) & ~row_check
-        column = cases["column"].mask(row_check, schema.name).mask(duplicate, "natural_key")
-        failed = column + ":" + cases["check"].mask(duplicate, "duplicate")
+        in_period = (cases["column"] == IN_PERIOD_FLAG) & ~row_check
+        column = (
+            cases["column"]
+            .mask(row_check, schema.name)
+            .mask(duplicate, "natural_key")
+            .mask(in_period, FLIGHTS.time_column)
+        )
+        # pandera-pandas names an eq check by its value (equal_to(True)): the flags get the platform's names.
+        failed = column + ":" + cases["check"].mask(duplicate, "duplicate").mask(in_period, "in_period")
         return failed.groupby(cases["index"]).agg(lambda checks: "; ".join(sorted(set(checks))))
     return pd.Series(dtype=str)
 
@@ -343,12 +360,45 @@ def duplicate_flags(frame: pd.DataFrame, key: list[str]) -> pd.Series:
     return flags
 
 
-def pandas_features(flights: pd.DataFrame, inputs: Path, params: FeatureParams) -> pd.DataFrame:
-    """``build_features``' SQL (src/mlplatform/features.py), in pandas."""
-    k, threshold = params.smoothing_flights, params.delay_threshold_minutes
+def in_period_flags(time_hour: pd.Series) -> pd.Series:
+    """True where a (UTC) ``time_hour`` falls in ``MONTH`` in the source's zone, as the platform's SQL tells it."""
+    local = time_hour.dt.tz_localize("UTC").dt.tz_convert(TIMEZONE)
+    year, month = (int(part) for part in MONTH.split("-"))
+    return ((local.dt.year == year) & (local.dt.month == month)).fillna(False).astype(bool)
+
+
+def us_federal_holidays(year: int) -> list[dt.date]:
+    """The US federal holidays of one year, as the feature SQL lists them (not shifted to observed days)."""
+
+    def nth_weekday(month: int, weekday: int, n: int) -> dt.date:
+        first = dt.date(year, month, 1)
+        return first + dt.timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
+
+    def last_weekday(month: int, weekday: int) -> dt.date:
+        last = dt.date(year + (month == 12), month % 12 + 1, 1) - dt.timedelta(days=1)
+        return last - dt.timedelta(days=(last.weekday() - weekday) % 7)
+
+    monday, thursday = 0, 3
+    return [
+        dt.date(year, 1, 1),
+        nth_weekday(1, monday, 3),  # Martin Luther King Jr. Day
+        nth_weekday(2, monday, 3),  # Presidents' Day
+        last_weekday(5, monday),  # Memorial Day
+        dt.date(year, 7, 4),
+        nth_weekday(9, monday, 1),  # Labor Day
+        nth_weekday(10, monday, 2),  # Columbus Day
+        dt.date(year, 11, 11),
+        nth_weekday(11, thursday, 4),  # Thanksgiving
+        dt.date(year, 12, 25),
+    ]
+
+
+def pandas_features(flights: pd.DataFrame, inputs: Path, params: dict) -> pd.DataFrame:
+    """The flights dataset's feature SQL (src/mlplatform/defs/flights/features.sql), in pandas."""
+    k, threshold = params["smoothing_flights"], params["delay_threshold_minutes"]
     history_columns = ["carrier", "origin", "dest", "hour", "dep_delay", PARTITION_COLUMN]
     history = pd.read_parquet(inputs / "history.parquet", columns=history_columns)
-    in_window = history[PARTITION_COLUMN].between(history_start(MONTH, params.lookback_months), MONTH, inclusive="left")
+    in_window = history[PARTITION_COLUMN].isin(history_periods(DATASET, MONTH, FEATURES.lookback_periods))
     history = history[in_window & history["dep_delay"].notna()]
     history = history.assign(delayed=(history["dep_delay"] > threshold).astype(float))
     prior = history["delayed"].mean()
@@ -553,20 +603,21 @@ def section(rows: int, batch_rows: int, results: dict[str, dict], environment: d
     environment_rows = "\n".join(f"| {name} | {value} |" for name, value in environment.items())
     return f"""## {SECTION}
 
-One monthly partition (2013-07) of flights from the raw landing file (Parquet) to `flight_features`, scaled
+One monthly partition (2013-07) of flights from the raw landing file (Parquet) to the flights dataset's
+`features` table (its feature SQL, `src/mlplatform/defs/flights/features.sql`), scaled
 to {rows:,} rows by resampling the real 2013 flights in DuckDB SQL: each real row repeated about
 {rows / 336_776:.0f} times, the copies spread over the month's days and flight numbers so that natural keys
 stay unique, `time_hour` following the new day, every other column its real value. The history behind the
-delay rates (the real 2013-01..2013-06 flights), the month's weather and the planes are real and loaded
-beforehand (not timed).
+delay rates (the real 2013-01..2013-06 flights), the month's weather and the reference tables are real and
+loaded beforehand (not timed).
 
 - **mlplatform**: `load_raw_partition` -> `split_partition` (pandera-polars, {batch_rows:,}-row Arrow batches)
   -> `build_features`, each stage on its own DuckDB connection with `memory_limit` {DUCKDB_MEMORY_LIMIT}, as the
   Dagster assets run them, on a copy of the prepared warehouse file.
 - **pandas**: `read_parquet` with the contract's dtypes -> pandera-pandas validation (`lazy=True`; a schema with
-  the flights contract's columns, nullability and checks; natural-key duplicates flagged as the platform flags
-  them), valid and invalid rows split on the failure cases' index and written to Parquet -> the same features
-  in pandas (weather, planes and rate merges, holidays, labels) written to Parquet.
+  the flights contract's columns, nullability and checks; natural-key duplicates and rows outside the month
+  flagged as the platform flags them), valid and invalid rows split on the failure cases' index and written to
+  Parquet -> the same features in pandas (weather, planes and rate merges, holidays, labels) written to Parquet.
 
 Each pipeline runs in a fresh subprocess. Peak RSS is that process's `VmHWM`, imports included (`ru_maxrss`
 would carry over the parent's peak through fork and exec). Stage times are wall seconds; rows/s is rows /

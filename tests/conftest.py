@@ -1,4 +1,5 @@
-"""Shared fixtures: a real landing zone seeded once, and fresh warehouses and data folders per test."""
+"""Shared fixtures: a real landing zone (every declared dataset) seeded once, and fresh warehouses and data
+folders per test."""
 
 from __future__ import annotations
 
@@ -10,18 +11,40 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mlplatform.landing import seed
-from mlplatform.settings import month_range
+from mlplatform.data.landing import seed
+from mlplatform.datasets import Dataset, all_datasets, get_dataset
 
-ALL_MONTHS = month_range("2013-01", "2013-12")
+DATASETS = all_datasets()
+
+
+def seed_periods(dataset: Dataset) -> list[str]:
+    """The periods a dataset's seed writes by default (all of flights' 2013, employment's 2015-2018)."""
+    return dataset.seed_periods
 
 
 @pytest.fixture(scope="session")
 def seeded_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real 2013 landing zone, seeded once per session. Copy it before changing it."""
+    """The real landing zone of every declared dataset, seeded once per session. Copy it before changing it."""
     landing = tmp_path_factory.mktemp("seeded") / "landing"
-    seed(landing, ALL_MONTHS)
+    for dataset in DATASETS.values():
+        seed(landing, dataset, seed_periods(dataset))
     return landing
+
+
+@pytest.fixture(scope="session")
+def flights() -> Dataset:
+    return get_dataset("flights")
+
+
+@pytest.fixture(scope="session")
+def employment() -> Dataset:
+    return get_dataset("employment")
+
+
+@pytest.fixture(params=sorted(DATASETS))
+def dataset(request) -> Dataset:
+    """Each declared dataset in turn: the generic tests run over every one."""
+    return DATASETS[request.param]
 
 
 @pytest.fixture

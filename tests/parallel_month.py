@@ -1,8 +1,10 @@
-"""Runs one month of the pipeline with the multiprocess executor on an instance configured by the shipped
-dagster.yaml, and prints each step's start and end as JSON.
+"""Runs one period of a dataset's pipeline with the multiprocess executor on an instance configured by the shipped
+dagster.yaml, and prints each step's start and end as JSON: ``python parallel_month.py flights 2013-01``.
 
 It runs as its own program (see test_concurrency.py): Dagster's step subprocesses do not start under pytest.
 """
+
+from __future__ import annotations
 
 import json
 import sys
@@ -12,18 +14,22 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from mlplatform.datasets import get_dataset
 from mlplatform.definitions import build_definitions
-from mlplatform.jobs import MONTHLY_JOB, REFERENCE_JOB
+from mlplatform.orchestration.jobs import job_names
 
 SHIPPED_CONFIG = yaml.safe_load((Path(__file__).parents[1] / "dagster.yaml").read_text())
 
 
-def monthly_pipeline() -> dg.JobDefinition:
-    return build_definitions("local").resolve_job_def(MONTHLY_JOB)
+def dataset_job(job_name: str) -> dg.JobDefinition:
+    """The job, rebuilt in each step's subprocess from the code location."""
+    return build_definitions("local").resolve_job_def(job_name)
 
 
-def reference_data() -> dg.JobDefinition:
-    return build_definitions("local").resolve_job_def(REFERENCE_JOB)
+def _reconstructable(job_name: str):
+    return dg.build_reconstructable_job(
+        "parallel_month", "dataset_job", (job_name,), reconstructor_working_directory=str(Path(__file__).parent)
+    )
 
 
 def step_intervals(instance: dg.DagsterInstance, run_id: str) -> list[tuple[float, float, str]]:
@@ -39,18 +45,19 @@ def step_intervals(instance: dg.DagsterInstance, run_id: str) -> list[tuple[floa
     return sorted((starts[step], ends[step], step) for step in starts)
 
 
-def main(month: str) -> None:
+def main(dataset_name: str, period: str) -> None:
+    names = job_names(get_dataset(dataset_name))
     with (
         tempfile.TemporaryDirectory() as home,
         dg.instance_for_test(overrides=SHIPPED_CONFIG, temp_dir=home) as instance,
     ):
-        with dg.execute_job(dg.reconstructable(reference_data), instance) as reference:
-            assert reference.success, "reference run failed"
+        if names.reference:  # in process: only the period's run is under test
+            assert dataset_job(names.reference).execute_in_process(instance=instance).success, "reference run failed"
         with dg.execute_job(
-            dg.reconstructable(monthly_pipeline),
+            _reconstructable(names.periods),
             instance,
             run_config={"execution": {"config": {"multiprocess": {"max_concurrent": 4}}}},
-            tags={"dagster/partition": month},
+            tags={"dagster/partition": period},
         ) as result:
             report = {
                 "success": result.success,
@@ -61,4 +68,4 @@ def main(month: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

@@ -12,7 +12,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlplatform.model import CATEGORICAL, NUMERIC
+from mlplatform.datasets import get_dataset
+
+# The benchmark compares models on the flights dataset's declared features.
+FLIGHTS_MODEL = get_dataset("flights").model
+CATEGORICAL, NUMERIC = FLIGHTS_MODEL.categorical, FLIGHTS_MODEL.numeric
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SCRIPT = BENCHMARKS / "model_vs_lightgbm.py"

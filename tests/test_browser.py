@@ -1,10 +1,13 @@
 """The Dagster UI in a real browser: `dagster dev` on a populated temp instance, driven by Playwright in headless
-Chromium, step by step as a user would go: the lineage of every group, the model's page (metadata, training curve,
-upstream lineage), a materialization launched from the UI, an asset check's result, and the sensors.
+Chromium, step by step as a user would go: the lineage of every group (one per dataset), the flights model's page
+(metadata, training curve, upstream lineage), a materialization launched from the UI, the promotion gate's result,
+and the sensors.
 
-What the test expects comes from ``mlplatform.definitions.defs`` (groups, assets, checks, sensors), so it follows
-new assets. Screenshots of each view go to ``$MLPLATFORM_SCREENSHOTS`` (default: a pytest temp folder): lineage.png,
-delay_model.png (with delay_model_lineage.png), run.png, check.png, sensors.png.
+What the test expects comes from the platform's definitions (``mlplatform.definitions.build_definitions``: every
+declared dataset's groups, assets, checks, sensors), so it follows new assets and datasets. The instance holds the
+flights dataset's first two months and a small flights model. Screenshots of each view go to
+``$MLPLATFORM_SCREENSHOTS`` (default: a pytest temp folder): lineage.png, flights_model.png (with
+flights_model_lineage.png), run.png, check.png, sensors.png.
 
 Needs Chromium: Debian's ``chromium`` package (``apt-get install chromium``; ``.ci/run`` installs it), or set
 ``MLPLATFORM_CHROMIUM`` to a Chromium binary; ``playwright install`` is not needed. Without one the tests skip.
@@ -18,6 +21,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import dagster as dg
@@ -26,9 +30,14 @@ from conftest import git_project
 from dagster_dev import dagster_dev, graphql
 
 from mlplatform.cli import main
-from mlplatform.definitions import build_definitions, defs
-from mlplatform.jobs import TRAINING_JOB
-from mlplatform.landing import seed
+from mlplatform.data.landing import seed
+from mlplatform.datasets import get_dataset
+from mlplatform.datasets.dataset import TRAINING_SET_TABLE
+from mlplatform.definitions import build_definitions
+from mlplatform.orchestration.assets.common import asset_key
+from mlplatform.orchestration.assets.evaluation import EVALUATION, PROMOTION_GATE
+from mlplatform.orchestration.assets.training import MODEL as MODEL_ASSET
+from mlplatform.orchestration.jobs import job_names
 
 try:
     from playwright.sync_api import expect
@@ -51,18 +60,27 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-MONTHS = ["2013-01", "2013-02"]
+FLIGHTS = get_dataset("flights")
+PERIODS = ["2013-01", "2013-02"]
+TRAINING_JOB = job_names(FLIGHTS).training
+MODEL_KEY = asset_key(FLIGHTS, MODEL_ASSET)
 # A model trained on January and held out on February: small enough for a few seconds on two cores.
 SMALL_TRAINING = {
     "ops": {
-        "training_set": {"config": {"target_month": "2013-02", "window_months": 1}},
-        "delay_model": {"config": {"hidden": [32], "max_epochs": 3, "batch_size": 256, "learning_rate": 0.003}},
+        asset_key(FLIGHTS, TRAINING_SET_TABLE).to_python_identifier(): {
+            "config": {"target_period": "2013-02", "window_periods": 1}
+        },
+        MODEL_KEY.to_python_identifier(): {
+            "config": {"hidden": [32], "max_epochs": 3, "batch_size": 256, "learning_rate": 0.003}
+        },
     }
 }
-MODEL = "delay_model"
-ROOT_ASSET = "raw_flights"
+MODEL = MODEL_KEY.to_user_string()  # flights/model
+ROOT_ASSET = "flights/raw_flights"
 # A cheap asset to materialize from the UI: a reference table, no partitions, no config.
-CHEAP_ASSET = "airlines"
+CHEAP_ASSET = "flights/airlines"
+# The check the UI must show: the training run's blocking gate on the flights model's evaluation.
+GATE = (asset_key(FLIGHTS, EVALUATION).to_user_string(), PROMOTION_GATE)
 RUN_TIMEOUT_S = 150
 UI_TIMEOUT_MS = 30_000
 TERMINAL_RUN_STATUSES = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -74,9 +92,25 @@ SENSOR_STATES = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
     sensors { name sensorState { status } } } } } }"""
 
 
+@cache
+def definitions() -> dg.Definitions:
+    """The platform's definitions, as the code location serves them (every declared dataset)."""
+    return build_definitions()
+
+
+def node_label(key: str) -> str:
+    """What the asset graph writes on a node: the last part of its key (``flights/raw_flights`` -> ``raw_flights``)."""
+    return key.rsplit("/", 1)[-1]
+
+
+def ui_name(key: str) -> str:
+    """How the UI writes a whole key in run headers and event logs: ``flights/airlines`` -> ``flights / airlines``."""
+    return " / ".join(dg.AssetKey.from_user_string(key).path)
+
+
 @dataclass(frozen=True)
 class Platform:
-    """`dagster dev` serving a temp instance that holds two months and a trained, evaluated model."""
+    """`dagster dev` serving a temp instance that holds two flights months and a trained, evaluated model."""
 
     port: int
     model_metadata: dict[str, object]
@@ -134,14 +168,15 @@ def screenshots(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def platform(chromium, tmp_path_factory) -> Iterator[Platform]:
-    """Two months landed and materialized, a small model trained and evaluated, then `dagster dev` on top."""
+    """Two flights months landed and materialized, a small flights model trained and evaluated, then `dagster dev`
+    on top."""
     project = git_project(tmp_path_factory.mktemp("browser") / "project")
     env = {"MLPLATFORM_DATA_DIR": str(project / "data"), "DAGSTER_HOME": str(project.parent / "dagster_home")}
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        seed(project / "data" / "landing", MONTHS)
-        assert main(["materialize", "--months", f"{MONTHS[0]}..{MONTHS[-1]}"]) == 0
+        seed(project / "data" / "landing", FLIGHTS, PERIODS)
+        assert main(["materialize", "--dataset", FLIGHTS.name, "--partitions", f"{PERIODS[0]}..{PERIODS[-1]}"]) == 0
         with dg.DagsterInstance.get() as instance:
             result = (
                 build_definitions()
@@ -149,8 +184,9 @@ def platform(chromium, tmp_path_factory) -> Iterator[Platform]:
                 .execute_in_process(instance=instance, run_config=SMALL_TRAINING, raise_on_error=False)
             )
     failures = [event.message for event in result.all_events if event.is_step_failure]
-    assert result.asset_materializations_for_node(MODEL), f"{TRAINING_JOB} did not train {MODEL}: {failures}"
-    [model] = result.asset_materializations_for_node(MODEL)
+    node = MODEL_KEY.to_python_identifier()
+    assert result.asset_materializations_for_node(node), f"{TRAINING_JOB} did not train {MODEL}: {failures}"
+    [model] = result.asset_materializations_for_node(node)
     checks = {
         (evaluation.asset_key.to_user_string(), evaluation.check_name): evaluation.passed
         for evaluation in result.get_asset_check_evaluations()
@@ -193,7 +229,7 @@ def _graph_labels(page) -> list[str]:
 
 def _ancestors(key: dg.AssetKey) -> dict[str, int]:
     """Every asset upstream of ``key``, with its distance from it (the lineage depth that first shows it)."""
-    graph = defs.resolve_asset_graph()
+    graph = definitions().resolve_asset_graph()
     distance: dict[dg.AssetKey, int] = {}
     level, frontier = 0, {key}
     while frontier:
@@ -204,10 +240,11 @@ def _ancestors(key: dg.AssetKey) -> dict[str, int]:
 
 
 def test_the_lineage_shows_every_group_and_asset(page, platform, screenshots):
-    specs = defs.resolve_all_asset_specs()
+    specs = definitions().resolve_all_asset_specs()
     groups = sorted({spec.group_name for spec in specs if spec.group_name})
     assets = sorted(spec.key.to_user_string() for spec in specs)
     assert {ROOT_ASSET, MODEL} <= set(assets)
+    assert {"flights", "employment"} <= set(groups)  # a group per declared dataset
 
     page.goto("/asset-groups")
     graph = page.locator("svg")
@@ -222,9 +259,9 @@ def test_the_lineage_shows_every_group_and_asset(page, platform, screenshots):
     page.keyboard.press("Escape")
     expect(page.get_by_role("menuitem")).to_have_count(0)
     for name in (ROOT_ASSET, MODEL):
-        expect(graph.get_by_text(name, exact=True).first).to_be_visible()
+        expect(graph.get_by_text(node_label(name), exact=True).first).to_be_visible()
     labels = _graph_labels(page)
-    assert [asset for asset in assets if not _shown(asset.rsplit("/", 1)[-1], labels)] == [], labels
+    assert [asset for asset in assets if not _shown(node_label(asset), labels)] == [], labels
     page.screenshot(path=screenshots / "lineage.png")
 
 
@@ -255,21 +292,21 @@ def test_the_model_page_shows_metadata_the_training_curve_and_lineage(page, plat
         assert image.first.get_attribute("src").startswith("data:image/")
     else:  # the markdown table of epochs and losses
         expect(curve).to_contain_text("validation_loss")
-    page.screenshot(path=screenshots / "delay_model.png")
+    page.screenshot(path=screenshots / "flights_model.png")
     page.keyboard.press("Escape")
 
     # The Lineage tab, upstream, at the depth that reaches every ancestor: "All" has nothing more to add.
-    upstream = _ancestors(dg.AssetKey(MODEL))
+    upstream = _ancestors(MODEL_KEY)
     assert ROOT_ASSET in upstream
     depth = max(upstream.values())
     page.goto(f"/assets/{MODEL}?view=lineage&lineageScope=upstream&lineageDepth={depth}")
     expect(page.get_by_role("button", name="All", exact=True)).to_be_disabled()
     graph = page.locator("svg")
-    expect(graph.get_by_text(ROOT_ASSET, exact=True).first).to_be_visible()
+    expect(graph.get_by_text(node_label(ROOT_ASSET), exact=True).first).to_be_visible()
     labels = _graph_labels(page)
-    assert [asset for asset in sorted(upstream) if not _shown(asset.rsplit("/", 1)[-1], labels)] == [], labels
+    assert [asset for asset in sorted(upstream) if not _shown(node_label(asset), labels)] == [], labels
     expect(graph.get_by_text(re.compile(r"^Loading"))).to_have_count(0)  # each node's latest event
-    page.screenshot(path=screenshots / "delay_model_lineage.png")
+    page.screenshot(path=screenshots / "flights_model_lineage.png")
 
 
 def test_a_materialization_launched_from_the_ui_succeeds(page, platform, screenshots):
@@ -290,7 +327,7 @@ def test_a_materialization_launched_from_the_ui_succeeds(page, platform, screens
         page.screenshot(path=screenshots / "run.png")
         pytest.fail(f"run {run_id} of {CHEAP_ASSET} ended {status}: see run.png")
     expect(page.get_by_text("Success", exact=True).first).to_be_visible()
-    expect(page.get_by_text(CHEAP_ASSET, exact=True).first).to_be_visible()
+    expect(page.get_by_text(ui_name(CHEAP_ASSET), exact=True).first).to_be_visible()
     # Once its logs load, the run's step list counts the succeeded steps.
     expect(page.get_by_text(re.compile(r"^Succeeded \([1-9]\d*\)$"))).to_be_visible()
     expect(page.get_by_text("Loading run logs")).to_have_count(0)
@@ -298,9 +335,9 @@ def test_a_materialization_launched_from_the_ui_succeeds(page, platform, screens
 
 
 def test_an_asset_check_shows_its_result(page, platform, screenshots):
-    assert platform.checks, "the training run evaluated no asset checks"
-    # The training run's checks, the model evaluation's first (its gate), else any.
-    (asset, check), passed = min(platform.checks.items(), key=lambda item: (item[0][0] != "model_evaluation", item[0]))
+    # The training run's blocking gate on the model's evaluation, passed or failed as the run evaluated it.
+    assert GATE in platform.checks, f"the training run did not evaluate {GATE}: {sorted(platform.checks)}"
+    (asset, check), passed = GATE, platform.checks[GATE]
     page.goto(f"/assets/{asset}?view=checks")
     page.get_by_text(check, exact=True).first.click()  # in the list of the asset's checks
     expect(page.get_by_text("Latest execution")).to_be_visible()
@@ -310,9 +347,10 @@ def test_an_asset_check_shows_its_result(page, platform, screenshots):
 
 
 def test_the_automation_page_shows_each_sensor_and_its_state(page, platform, screenshots):
-    sensors = sorted(sensor.name for sensor in defs.get_repository_def().sensor_defs)
-    if not sensors:
-        pytest.skip("mlplatform.definitions.defs defines no sensors yet: nothing to see on the Automation page")
+    sensors = sorted(sensor.name for sensor in definitions().get_repository_def().sensor_defs)
+    # Each dataset's landing and drift retrain sensors, and the platform's own.
+    assert {"flights_landing_sensor", "flights_drift_retrain_sensor", "employment_landing_sensor"} <= set(sensors)
+    assert {"run_failure_alert_sensor", "follow_new_data_sensor"} <= set(sensors)
     nodes = graphql(platform.port, SENSOR_STATES)["data"]["repositoriesOrError"]["nodes"]
     states = {sensor["name"]: sensor["sensorState"]["status"] for node in nodes for sensor in node["sensors"]}
     assert sorted(states) == sensors

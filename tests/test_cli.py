@@ -1,7 +1,22 @@
+"""The `mlplatform` command: seed, materialize, datasets and new-dataset, against temp data folders and instances."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import dagster as dg
 import duckdb
 import pytest
+from test_sensors import land_a_year_later
 
 from mlplatform.cli import main, prepare_dagster_home
+from mlplatform.datasets import load_dataset
+from mlplatform.datasets.dataset import FEATURES_TABLE, clean_table, quarantine_table, raw_table
+from mlplatform.orchestration.assets.common import asset_key
+from mlplatform.orchestration.component import dataset_definitions
+from mlplatform.orchestration.resources import resources_for
 
 
 @pytest.fixture
@@ -13,50 +28,122 @@ def dagster_home(tmp_path, monkeypatch):
 
 def test_seed_fills_the_configured_landing_zone(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path / "data"))
-    assert main(["seed", "--months", "2013-01..2013-02"]) == 0
-    assert sorted(p.name for p in (tmp_path / "data" / "landing" / "flights").iterdir()) == [
-        "2013-01.csv",
-        "2013-02.csv",
+    landing = tmp_path / "data" / "landing"
+    assert main(["seed", "--dataset", "flights", "--partitions", "2013-01..2013-02"]) == 0
+    assert sorted(p.name for p in (landing / "flights" / "flights").iterdir()) == ["2013-01.csv", "2013-02.csv"]
+    assert sorted(p.name for p in (landing / "flights" / "reference").iterdir()) == [
+        "airlines.csv",
+        "airports.csv",
+        "planes.csv",
     ]
-    assert "7 files written" in capsys.readouterr().out
+    assert "flights: 7 files written or changed" in capsys.readouterr().out  # 2 flights, 2 weather, 3 reference
+    assert main(["seed", "--dataset", "flights", "--partitions", "2013-01..2013-02"]) == 0
+    assert "flights: 0 files written or changed" in capsys.readouterr().out  # the same bytes: left alone
+
+    assert main(["seed", "--dataset", "employment", "--partitions", "2016"]) == 0
+    assert [p.name for p in (landing / "employment" / "people").iterdir()] == ["2016.csv"]
+    assert "employment: 1 files written or changed" in capsys.readouterr().out
 
 
-def test_materialize_runs_reference_then_months_in_order(data_dir, dagster_home, capsys):
-    assert main(["materialize", "--months", "2013-01..2013-02"]) == 0
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["seed", "--dataset", "flights", "--partitions", "2013-13"], "expected a monthly period like 2013-01, got"),
+        (["seed", "--dataset", "employment", "--partitions", "2016-01"], "expected a yearly period like 2016, got"),
+        (["seed", "--dataset", "flights", "--partitions", "2013-05..2013-02"], "empty period range"),
+        (["seed", "--dataset", "trains"], "no dataset named 'trains'; declared: employment, flights"),
+    ],
+)
+def test_bad_periods_and_unknown_datasets_are_reported_without_a_traceback(tmp_path, monkeypatch, capsys, args,
+                                                                           message):
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path / "data"))
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mlplatform seed: ") and message in err and "Traceback" not in err
+
+
+def test_a_period_spec_without_a_dataset_applies_to_the_datasets_of_its_grain(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path / "data"))
+    assert main(["seed", "--partitions", "2016"]) == 0
+    out = capsys.readouterr().out
+    assert "flights: skipped, expected a monthly period like 2013-01, got '2016'" in out
+    assert "employment: 1 files written or changed" in out
+    assert [p.name for p in (tmp_path / "data" / "landing" / "employment" / "people").iterdir()] == ["2016.csv"]
+    assert not (tmp_path / "data" / "landing" / "flights").exists()
+
+
+def test_a_period_spec_no_dataset_can_read_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path / "data"))
+    assert main(["seed", "--partitions", "2013-13"]) == 1
+    err = capsys.readouterr().err
+    assert "flights: expected a monthly period like 2013-01, got '2013-13'" in err
+    assert "employment: expected a yearly period like 2016" in err
+    assert not (tmp_path / "data" / "landing").exists()
+
+
+def test_datasets_lists_what_has_landed_and_what_has_not(data_dir, dagster_home, capsys):
+    notes = data_dir / "landing" / "employment" / "people" / "notes.csv"
+    notes.write_text("not a period\n")
+    assert main(["datasets"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "employment: yearly from 2015 (open-ended); sources people",
+        "  landed:   2015..2018 (4 periods)",
+        "  features: none",
+        "  model employment: champion none yet",
+        f"  not taken in: {notes}: expected a yearly period like 2016, got 'notes'",
+        "flights: monthly from 2013-01 (open-ended); sources flights, weather; reference airlines, airports, planes",
+        "  landed:   2013-01..2013-12 (12 periods)",
+        "  features: none",
+        "  model flights_delay: champion none yet",
+    ]
+
+
+def test_materialize_loads_reference_then_periods_in_order_into_the_next_year(data_dir, dagster_home, capsys):
+    landing = data_dir / "landing"
+    january = land_a_year_later(landing)  # 2014-01: 2013-01's flights and weather, one year on
+    assert main(["materialize", "--dataset", "flights", "--partitions", f"2013-12..{january}"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in out] == [
-        "reference_data",
-        "monthly_pipeline [2013-01]",
-        "monthly_pipeline [2013-02]",
-        "train_delay_model",
+        "flights_reference_data",
+        "flights_period_pipeline [2013-12]",
+        "flights_period_pipeline [2014-01]",
+        "flights_training",
     ]
     assert all(line.endswith("succeeded") for line in out[:3])
-    assert (
-        out[3]
-        == "train_delay_model: skipped, flight_features has no rows for 2013-03, 2013-04, 2013-05, 2013-06, 2013-07 yet"
-    )
+    missing = ", ".join(f"2013-{month:02d}" for month in range(1, 8))  # the declared window and target
+    assert out[3] == f"flights_training: skipped, flights features have no rows for {missing} yet"
+
+    # The new year's file: every row is clean or quarantined, none dropped, none from another period.
+    landed = len((landing / "flights" / "flights" / f"{january}.csv").read_text().splitlines()) - 1
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        months = con.execute("SELECT DISTINCT partition_month FROM flight_features ORDER BY 1").fetchall()
-    assert months == [("2013-01",), ("2013-02",)]
+        raw, clean, quarantined = (
+            con.execute(f"SELECT count(*) FROM flights.{table} WHERE period = ?", [january]).fetchone()[0]
+            for table in ("raw_flights", "clean_flights", "flights_quarantine")
+        )
+        periods = con.execute("SELECT DISTINCT period FROM flights.features ORDER BY 1").fetchall()
+    assert raw == clean + quarantined == landed == 27_004
+    assert periods == [("2013-12",), (january,)]
     # The runs are in the configured instance, as if launched from the UI.
-    from dagster import DagsterInstance
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_run_records()
+    assert sorted(record.dagster_run.tags.get("dagster/partition", "-") for record in runs) == [
+        "-",
+        "2013-12",
+        january,
+    ]
 
-    with DagsterInstance.get() as instance:
-        assert len(instance.get_run_records()) == 3
+    assert main(["datasets"]) == 0
+    listing = capsys.readouterr().out
+    assert "  landed:   2013-01..2014-01 (13 periods)" in listing
+    assert "  features: 2013-12..2014-01 (2 periods)" in listing
 
 
-def test_materialize_stops_at_the_first_failed_month(data_dir, dagster_home, capsys):
-    (data_dir / "landing" / "flights" / "2013-02.csv").write_text("not,a,flights,file\n")
-    assert main(["materialize", "--months", "2013-01..2013-03"]) == 1
+def test_materialize_stops_at_the_first_failed_period(data_dir, dagster_home, capsys):
+    (data_dir / "landing" / "flights" / "flights" / "2013-01.csv").write_text("not,a,flights,file\n")
+    assert main(["materialize", "--dataset", "flights", "--partitions", "2013-01..2013-02"]) == 1
     captured = capsys.readouterr()
-    assert "monthly_pipeline [2013-02]" in captured.err and "raw_flights" in captured.err
-    assert "2013-03" not in captured.out
-
-
-def test_bad_months_are_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as raised:
-        main(["seed", "--months", "2013-13"])
-    assert raised.value.code == 2 and "YYYY-MM" in capsys.readouterr().err
+    assert "flights_period_pipeline [2013-01]" in captured.err and "flights__raw_flights" in captured.err
+    assert "2013-02" not in captured.out
 
 
 def test_dagster_home_defaults_to_dot_dagster_with_the_shipped_config(tmp_path, monkeypatch):
@@ -71,3 +158,82 @@ def test_dvc_failures_are_reported_without_a_traceback(data_dir, dagster_home, m
     monkeypatch.setenv("MLPLATFORM_DVC", str(data_dir / "no-such-dvc"))
     assert main(["init"]) == 1
     assert "mlplatform init: the dvc program was not found" in capsys.readouterr().err
+
+
+REGIONS, CHANNELS = ["east", "north", "south", "west"], ["phone", "store", "web"]
+HEADER = ["id", "year", "region", "channel", "amount", "visits", "churned"]
+
+
+@pytest.fixture
+def churn_sample(tmp_path) -> Path:
+    """300 customers, 150 in 2020 and 150 in 2021; amount rises with churned, visits is sometimes missing."""
+    rng = random.Random(7)
+    path = tmp_path / "churn.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(HEADER)
+        for i in range(1, 301):
+            churned = int(rng.random() < 0.3)
+            amount = round(50 + 40 * churned + rng.gauss(0, 10), 2)
+            visits = "NA" if i % 10 == 0 else rng.randint(0, 30)
+            writer.writerow([i, 2020 if i <= 150 else 2021, REGIONS[i % 4], CHANNELS[i % 3], amount, visits, churned])
+    return path
+
+
+def test_new_dataset_scaffolds_a_dataset_that_materializes_a_period(tmp_path, project, churn_sample, monkeypatch,
+                                                                    capsys):
+    defs_dir = tmp_path / "defs"
+    new = ["new-dataset", "churn", "--sample", str(churn_sample), "--time-column", "year", "--defs-dir", str(defs_dir)]
+    assert main([*new, "--label", "churned"]) == 0
+    folder = defs_dir / "churn"
+    assert f"dataset churn written to {folder}" in capsys.readouterr().out
+    assert sorted(path.name for path in folder.iterdir()) == ["contract.yaml", "defs.yaml", "features.sql"]
+    assert main([*new, "--label", "churned"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main([*new[:1], "other", *new[2:], "--label", "region"]) == 1
+    assert "not 0/1" in capsys.readouterr().err and not (defs_dir / "other").exists()
+
+    # 2021's landing file: the sample's rows of 2021 and one customer in a region the contract does not know.
+    dataset = load_dataset(folder)
+    assert (dataset.periods.grain, dataset.periods.start) == ("yearly", "2020")
+    landing = project / "data" / "landing" / "churn" / "churn" / "2021.csv"
+    landing.parent.mkdir(parents=True)
+    with churn_sample.open(newline="") as handle:
+        header, *sample = list(csv.reader(handle))
+    unknown_region = ["1000", "2021", "central", "web", "55.0", "3", "0"]
+    with landing.open("w", newline="") as handle:
+        rows_2021 = [row for row in sample if row[1] == "2021"]
+        csv.writer(handle, lineterminator="\n").writerows([header, *rows_2021, unknown_region])
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(project / "data"))
+    names = [raw_table("churn"), clean_table("churn"), quarantine_table("churn"), FEATURES_TABLE]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            list(dataset_definitions(dataset).assets),
+            selection=[asset_key(dataset, name) for name in names],
+            partition_key="2021",
+            instance=instance,
+            resources=resources_for("local"),
+        )
+    rows = {
+        event.asset_key.to_user_string(): event.step_materialization_data.materialization.metadata[
+            "dagster/row_count"
+        ].value
+        for event in result.get_asset_materialization_events()
+    }
+    assert rows == {
+        "churn/raw_churn": 151,
+        "churn/clean_churn": 150,
+        "churn/churn_quarantine": 1,
+        "churn/features": 150,
+    }
+    assert all(evaluation.passed for evaluation in result.get_asset_check_evaluations())
+    with resources_for("local")["duckdb"].get_connection() as con:
+        [(failed,)] = con.execute("SELECT failed_checks FROM churn.churn_quarantine").fetchall()
+        labels = con.execute("SELECT count(*) FILTER (is_churned) FROM churn.features").fetchone()[0]
+    assert "region:isin" in failed
+    assert labels == sum(1 for row in rows_of(landing) if row["churned"] == "1" and row["region"] != "central")
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))

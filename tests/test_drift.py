@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from mlplatform.drift import compare, profile
+from mlplatform.monitoring.drift import compare, profile
 
 
 @pytest.fixture
@@ -226,7 +226,10 @@ def test_a_profile_read_back_from_json_gives_the_same_report(db):
 
 
 def test_the_module_imports_neither_scipy_nor_dagster():
-    code = "import sys, mlplatform.drift; print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'dagster'}))"
+    code = (
+        "import sys, mlplatform.monitoring.drift; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'dagster'}))"
+    )
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     )

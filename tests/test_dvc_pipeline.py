@@ -1,4 +1,7 @@
-"""dvc.yaml mirrors the asset graph: `dvc dag`, `dvc status` and `dvc repro` work beside `mlplatform`."""
+"""dvc.yaml mirrors the flights dataset's graph: `dvc dag`, `dvc status` and `dvc repro` work beside `mlplatform`,
+with parameters read from the dataset's own declaration (src/mlplatform/defs/flights/defs.yaml)."""
+
+from __future__ import annotations
 
 import os
 import shutil
@@ -7,21 +10,23 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import seed_periods
 
 from mlplatform.cli import main
-from mlplatform.params import load_params
-from mlplatform.resources.dvc import default_executable
-from mlplatform.settings import FIRST_MONTH, LAST_MONTH, month_range
+from mlplatform.definitions import build_definitions
+from mlplatform.orchestration.resources.dvc import default_executable
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parents[1]
+FLIGHTS_DEFS = Path("src") / "mlplatform" / "defs" / "flights" / "defs.yaml"
 
 
 @pytest.fixture
 def clone(project, monkeypatch, seeded_landing):
     """The project's files in a temp git repository, as a fresh clone has them, with its data folder inside."""
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "dagster.yaml"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "dagster.yaml"):
         shutil.copy(ROOT / name, project / name)
     shutil.copytree(
         ROOT / "src" / "mlplatform", project / "src" / "mlplatform", ignore=shutil.ignore_patterns("__pycache__")
@@ -38,38 +43,53 @@ def _dvc(clone, *args):
     return subprocess.run([default_executable(), *args], cwd=clone, capture_output=True, text=True, timeout=600)
 
 
-def test_dvc_sees_the_stages_the_platform_ran(clone):
+def test_dvc_sees_and_reproduces_the_stages_the_platform_runs(clone):
     assert main(["init"]) == 0
     assert main(["seed"]) == 0
-    assert main(["materialize", "--months", "2013-01"]) == 0
+    assert main(["materialize", "--dataset", "flights", "--partitions", "2013-01"]) == 0
 
     dag = _dvc(clone, "dag", "--mermaid")
     assert dag.returncode == 0, dag.stderr
-    assert "seed" in dag.stdout and "month@2013-12" in dag.stdout
+    assert "seed" in dag.stdout and "flights@2013-12" in dag.stdout
 
-    status = _dvc(clone, "status", "seed", "month@2013-01")
+    status = _dvc(clone, "status", "seed", "flights@2013-01")
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout + status.stderr
-    # A month not yet run shows as changed; a parameter change shows on every month that depends on it.
-    assert "month@2013-02" in _dvc(clone, "status").stdout
-    params = (clone / "params.yaml").read_text().replace("smoothing_flights: 20", "smoothing_flights: 50")
-    (clone / "params.yaml").write_text(params)
-    assert "params.yaml" in _dvc(clone, "status", "month@2013-01").stdout
+    assert "flights@2013-02" in _dvc(clone, "status").stdout  # a period not yet run shows as changed
 
-
-def test_dvc_repro_materializes_a_month_through_the_platform(clone):
-    assert main(["init"]) == 0
-    assert main(["materialize", "--months", "2013-01"]) == 0
-    repro = _dvc(clone, "repro", "--single-item", "month@2013-02")
+    # `dvc repro` runs a period through the platform, which versions its tables.
+    repro = _dvc(clone, "repro", "--single-item", "flights@2013-02")
     assert repro.returncode == 0, repro.stdout[-2000:] + repro.stderr[-2000:]
-    assert (clone / "data" / "versions" / "flight_features" / "2013-02.parquet.dvc").exists()
-    assert "month@2013-02" in (clone / "dvc.lock").read_text()
+    assert (clone / "data" / "versions" / "flights" / "features" / "2013-02.parquet.dvc").exists()
+    assert "flights@2013-02" in (clone / "dvc.lock").read_text()
+
+    # A parameter change in the declaration shows on every period that depends on it.
+    declaration = clone / FLIGHTS_DEFS
+    declaration.write_text(declaration.read_text().replace("smoothing_flights: 20", "smoothing_flights: 50"))
+    changed = _dvc(clone, "status", "flights@2013-01").stdout
+    assert str(FLIGHTS_DEFS) in changed and "attributes.features" in changed, changed
 
 
-def test_launchpad_defaults_come_from_params_yaml():
-    from mlplatform.assets.features import FeatureConfig
-    from mlplatform.assets.validation import ValidationConfig
+def _defaults(defs, job: str, op: str) -> dict:
+    node = defs.resolve_job_def(job).graph.node_named(op)
+    return {name: field.default_value for name, field in node.definition.config_schema.config_type.fields.items()}
 
-    assert FeatureConfig().lookback_months == load_params()["features"]["lookback_months"]
-    assert ValidationConfig().max_quarantine_share == load_params()["validation"]["max_quarantine_share"]
-    # dvc.yaml's months are the Dagster partitions.
-    assert load_params()["months"] == month_range(FIRST_MONTH, LAST_MONTH)
+
+def test_launchpad_defaults_and_dvc_params_come_from_the_declaration(flights):
+    declared = yaml.safe_load((ROOT / FLIGHTS_DEFS).read_text())["attributes"]
+    defs = build_definitions("local")
+    validation = _defaults(defs, "flights_period_pipeline", "flights__validate_flights")
+    assert validation == declared["validation"]
+    features = _defaults(defs, "flights_period_pipeline", "flights__features")
+    assert features == {**declared["features"]["params"], "lookback_periods": declared["features"]["lookback_periods"]}
+    assert _defaults(defs, "flights_period_pipeline", "flights__raw_flights") == declared["volume"]
+    training = _defaults(defs, "flights_training", "flights__training_set")
+    assert training == {key: declared["training"][key] for key in ("target_period", "window_periods")}
+    assert _defaults(defs, "flights_training", "flights__model") == declared["predictor"]["hyperparameters"]
+
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    # dvc.yaml's periods are the flights periods the seed writes, and its parameters are sections of defs.yaml.
+    assert pipeline["vars"][0]["flights_months"] == seed_periods(flights)
+    [params] = pipeline["stages"]["flights"]["do"]["params"]
+    [(path, keys)] = params.items()
+    assert path == str(FLIGHTS_DEFS) and keys == ["attributes.volume", "attributes.validation", "attributes.features"]
+    assert all(key.split(".")[1] in declared for key in keys)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mlplatform.metrics import _weighted_auc, log_loss, paired_bootstrap_auc, roc_auc
+from mlplatform.ml.metrics import _weighted_auc, log_loss, paired_bootstrap_auc, roc_auc
 
 
 def test_roc_auc_counts_correctly_ordered_pairs():

@@ -1,4 +1,4 @@
-"""Monitoring without Dagster: reference profiles saved beside a model, drift of a month, the retrain decision."""
+"""Monitoring without Dagster: reference profiles saved beside a model, drift of a period, the retrain decision."""
 
 import json
 
@@ -7,45 +7,77 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlplatform import monitoring
-from mlplatform.model import CATEGORICAL, NUMERIC
-from mlplatform.monitoring import MonthSignals, in_cooldown, retrain_reason
+from mlplatform.datasets.periods import Periods
+from mlplatform.ml.scoring import CHAMPION_SCORE
+from mlplatform.monitoring import champion as monitoring
+from mlplatform.monitoring.champion import PeriodSignals, in_cooldown, monitored_columns, retrain_reason
+
+MONTHLY, YEARLY, DAILY = Periods("monthly", "2013-01"), Periods("yearly", "2015"), Periods("daily", "2013-01-01")
 
 
-def _features(rows: int, seed: int, warmer: float = 0.0) -> pl.DataFrame:
+def _features(dataset, rows: int, seed: int, warmer: float = 0.0) -> pl.DataFrame:
+    """Rows shaped like the dataset's model features; ``warmer`` shifts its first numeric feature."""
     rng = np.random.default_rng(seed)
-    frame = {column: rng.normal(10, 2, rows) for column in NUMERIC}
-    frame["temp"] = frame["temp"] + warmer
-    frame |= {column: rng.choice(["a", "b", "c"], rows) for column in CATEGORICAL}
+    model = dataset.model
+    frame = {column: rng.normal(10, 2, rows) for column in model.numeric}
+    frame[model.numeric[0]] = frame[model.numeric[0]] + warmer
+    frame |= {column: rng.choice(["a", "b", "c"], rows) for column in model.categorical}
     return pl.DataFrame(frame).with_columns(pl.lit("train").alias("split"))
 
 
 @pytest.fixture
-def reference(tmp_path):
+def reference(dataset, tmp_path):
     training_set = tmp_path / "training_set.parquet"
-    _features(5000, 1).write_parquet(training_set)
+    # Holdout rows in the training set, far off, must stay out of the profile: the filter picks the training rows.
+    holdout = _features(dataset, 2000, 3, warmer=50.0).with_columns(pl.lit("holdout").alias("split"))
+    pl.concat([_features(dataset, 5000, 1), holdout]).write_parquet(training_set)
     scores = np.random.default_rng(2).beta(2, 6, 3000)
-    monitoring.save_reference_profiles(tmp_path, training_set, "split = 'train'", scores)
+    columns = monitored_columns(dataset.model.categorical, dataset.model.numeric)
+    monitoring.save_reference_profiles(tmp_path, training_set, "split = 'train'", scores, columns)
     return monitoring.load_reference_profiles(tmp_path)
 
 
-def test_profiles_are_saved_beside_the_model_as_json(reference, tmp_path):
+def test_monitored_columns_are_the_model_s_features_with_their_kind(dataset):
+    columns = monitored_columns(dataset.model.categorical, dataset.model.numeric)
+    assert list(columns) == dataset.feature_columns
+    assert {column for column, kind in columns.items() if kind == "categorical"} == set(dataset.model.categorical)
+    assert {column for column, kind in columns.items() if kind == "numeric"} == set(dataset.model.numeric)
+    assert monitored_columns([], ["x"]) == {"x": "numeric"} and monitored_columns(["c"], []) == {"c": "categorical"}
+
+
+def test_profiles_are_saved_beside_the_model_as_json(dataset, reference, tmp_path):
     assert set(reference) == {"features", "predictions"}
-    assert set(reference["features"]["columns"]) == set(CATEGORICAL) | set(NUMERIC)
+    assert set(reference["features"]["columns"]) == set(dataset.model.categorical) | set(dataset.model.numeric)
+    assert set(reference["predictions"]["columns"]) == {monitoring.SCORE_COLUMN}
     assert json.loads((tmp_path / monitoring.REFERENCE_FILE).read_text()) == reference
     with pytest.raises(FileNotFoundError, match="before reference profiles were saved"):
         monitoring.load_reference_profiles(tmp_path / "elsewhere")
 
 
-def test_a_warmer_month_drifts_on_temperature_only(reference):
+def test_a_warmer_period_drifts_on_the_warmed_feature_only(dataset, reference):
+    warmed = dataset.model.numeric[0]
     with duckdb.connect() as con:
-        con.register("same", _features(3000, 7).to_arrow())
-        con.register("warmer", _features(3000, 7, warmer=4.0).to_arrow())
+        con.register("same", _features(dataset, 3000, 7).to_arrow())
+        con.register("warmer", _features(dataset, 3000, 7, warmer=4.0).to_arrow())
+        # The holdout rows (shifted by 50) were left out of the profile, or the training-like period would drift.
         assert monitoring.feature_drift(con, reference, "same", 0.5).drifted_columns == []
         report = monitoring.feature_drift(con, reference, "warmer", 0.5)
-        assert report.drifted_columns == ["temp"] and not report.dataset_drift
-        con.register("scores", pl.DataFrame({"delay_probability": np.full(100, 0.9)}).to_arrow())
-        assert monitoring.prediction_drift(con, reference, "SELECT delay_probability FROM scores").drifted
+        assert report.drifted_columns == [warmed] and not report.dataset_drift
+        assert report.drifted_share == pytest.approx(1 / len(dataset.feature_columns))
+        # A low drift share makes the same one column a dataset drift.
+        assert monitoring.feature_drift(con, reference, "warmer", 1 / len(dataset.feature_columns)).dataset_drift
+
+
+def test_prediction_drift_reads_the_champion_s_score_column(dataset, reference):
+    """The saved score profile is named as scoring names the champion's probability, so predictions compare."""
+    assert monitoring.SCORE_COLUMN == CHAMPION_SCORE
+    rng = np.random.default_rng(5)
+    with duckdb.connect() as con:
+        con.register("confident", pl.DataFrame({CHAMPION_SCORE: np.full(100, 0.9)}).to_arrow())
+        con.register("usual", pl.DataFrame({CHAMPION_SCORE: rng.beta(2, 6, 3000)}).to_arrow())
+        drifted = monitoring.prediction_drift(con, reference, f"SELECT {CHAMPION_SCORE} FROM confident")
+        assert (drifted.column, drifted.status, drifted.drifted) == (CHAMPION_SCORE, "ok", True)
+        assert not monitoring.prediction_drift(con, reference, f"SELECT {CHAMPION_SCORE} FROM usual").drifted
 
 
 def test_performance_needs_labels_of_both_kinds():
@@ -58,12 +90,34 @@ def test_performance_needs_labels_of_both_kinds():
 
 
 def test_the_retrain_reason_and_the_cooldown():
-    drifted = MonthSignals("2013-05", "v1", "2013-03", True, 0.6, ("temp", "dewp"))
-    assert retrain_reason(drifted) == "dataset drift (60% of features: temp, dewp)"
-    degraded = MonthSignals("2013-05", "v1", "2013-03", auc_drop=0.07, degraded=True)
-    assert retrain_reason(degraded) == "ROC AUC 0.070 below the champion's held-out AUC"
-    assert retrain_reason(MonthSignals("2013-05", "v1", "2013-03", drifted_share=0.2)) is None
-    assert retrain_reason(MonthSignals("2013-03", "v1", "2013-03", True, 0.9, ("temp",))) is None
-    assert not in_cooldown("2013-05", None, 2)
-    assert in_cooldown("2013-05", "2013-04", 2) and not in_cooldown("2013-06", "2013-04", 2)
-    assert not in_cooldown("2014-01", "2013-12", 1)
+    drifted = PeriodSignals("2013-05", "v1", "2013-03", True, 0.6, ("temp", "dewp"))
+    assert retrain_reason(drifted, MONTHLY) == "dataset drift (60% of features: temp, dewp)"
+    degraded = PeriodSignals("2013-05", "v1", "2013-03", auc_drop=0.07, degraded=True)
+    assert retrain_reason(degraded, MONTHLY) == "ROC AUC 0.070 below the champion's held-out AUC"
+    both = PeriodSignals("2013-05", "v1", "2013-03", True, 0.6, ("temp",), auc_drop=0.07, degraded=True)
+    assert retrain_reason(both, MONTHLY) == (
+        "dataset drift (60% of features: temp); ROC AUC 0.070 below the champion's held-out AUC"
+    )
+    assert retrain_reason(PeriodSignals("2013-05", "v1", "2013-03", drifted_share=0.2), MONTHLY) is None
+    assert retrain_reason(PeriodSignals("2013-03", "v1", "2013-03", True, 0.9, ("temp",)), MONTHLY) is None
+    assert retrain_reason(PeriodSignals("2013-02", "v1", "2013-03", True, 0.9, ("temp",)), MONTHLY) is None
+    assert retrain_reason(PeriodSignals("2014-01", "v1", "2013-12", True, 0.9, ("temp",)), MONTHLY) is not None
+    assert not in_cooldown(MONTHLY, "2013-05", None, 2)
+    assert in_cooldown(MONTHLY, "2013-05", "2013-04", 2) and not in_cooldown(MONTHLY, "2013-06", "2013-04", 2)
+    assert not in_cooldown(MONTHLY, "2014-01", "2013-12", 1)
+    assert in_cooldown(MONTHLY, "2014-01", "2013-12", 2)  # across a year's end, one month apart
+    assert not in_cooldown(MONTHLY, "2013-05", "2013-04", 0)  # no cooldown at all
+
+
+def test_the_retrain_decision_counts_in_the_dataset_s_own_periods():
+    """Years for a yearly dataset, days for a daily one: the champion's held-out period and the cooldown."""
+    drifted = PeriodSignals("2017", "v1", "2016", True, 0.6, ("AGEP",))
+    assert retrain_reason(drifted, YEARLY) == "dataset drift (60% of features: AGEP)"
+    assert retrain_reason(PeriodSignals("2016", "v1", "2016", True, 0.6, ("AGEP",)), YEARLY) is None
+    assert in_cooldown(YEARLY, "2017", "2016", 2) and not in_cooldown(YEARLY, "2018", "2016", 2)
+    assert not in_cooldown(YEARLY, "2017", "2016", 1)
+    assert retrain_reason(PeriodSignals("2013-02-01", "v1", "2013-01-31", True, 0.6, ("x",)), DAILY) is not None
+    assert in_cooldown(DAILY, "2013-03-01", "2013-02-28", 2) and not in_cooldown(DAILY, "2013-03-02", "2013-02-28", 2)
+    with pytest.raises(ValueError, match="yearly period"):
+        in_cooldown(YEARLY, "2017-01", "2016", 1)  # a key of another grain is refused, not compared as text
+

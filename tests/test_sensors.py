@@ -1,153 +1,262 @@
-"""The sensors, evaluated through build_sensor_context against ephemeral instances holding real materializations."""
+"""The sensors, evaluated through build_sensor_context against test instances holding real materializations."""
 
+from __future__ import annotations
+
+import csv
 import json
+import logging
 import shutil
 import threading
+from functools import cache
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import dagster as dg
 import pytest
+from conftest import seed_periods
 
-from mlplatform.assets import ingestion
-from mlplatform.assets.serving import TRIGGER_TAG
-from mlplatform.landing import file_sha256
-from mlplatform.resources import resources_for
-from mlplatform.resources.alerts import AlertWebhook
-from mlplatform.resources.landing import LandingZone
-from mlplatform.sensors.alerts import run_failure_alert_sensor
-from mlplatform.sensors.landing import landing_sensor
-from mlplatform.sensors.retraining import DRIFT_REASON_TAG, DRIFTED_FEATURES_TAG, drift_retrain_sensor
-
-
-@pytest.fixture
-def two_months(data_dir):
-    """The landing zone with only January and February (and the reference files)."""
-    for dataset in ("flights", "weather"):
-        for path in (data_dir / "landing" / dataset).iterdir():
-            if path.stem not in ("2013-01", "2013-02"):
-                path.unlink()
-    return data_dir / "landing"
+from mlplatform.data.landing import file_sha256, period_file
+from mlplatform.datasets import Dataset, all_datasets
+from mlplatform.datasets.dataset import FEATURES_TABLE, raw_table
+from mlplatform.orchestration.assets.common import asset_key
+from mlplatform.orchestration.assets.monitoring import FEATURE_DRIFT, PERFORMANCE
+from mlplatform.orchestration.assets.serving import TRIGGER_TAG
+from mlplatform.orchestration.component import dataset_definitions
+from mlplatform.orchestration.jobs import job_names
+from mlplatform.orchestration.resources import resources_for
+from mlplatform.orchestration.resources.alerts import AlertWebhook
+from mlplatform.orchestration.resources.landing import LandingZone
+from mlplatform.orchestration.sensors.alerts import run_failure_alert_sensor
+from mlplatform.orchestration.sensors.retraining import DRIFT_PERIOD_TAG, DRIFT_REASON_TAG, DRIFTED_FEATURES_TAG
 
 
-def _tick(instance, landing, cursor=None):
+@cache
+def _definitions(name: str) -> dg.Definitions:
+    return dataset_definitions(all_datasets()[name])
+
+
+def _sensor(dataset: Dataset, kind: str) -> dg.SensorDefinition:
+    return next(sensor for sensor in _definitions(dataset.name).sensors if sensor.name == f"{dataset.name}_{kind}")
+
+
+def _materialize(instance, dataset: Dataset, names: list[str], partition: str | None = None):
+    return dg.materialize(
+        list(_definitions(dataset.name).assets),
+        selection=[asset_key(dataset, name) for name in names],
+        instance=instance,
+        resources=resources_for("local"),
+        partition_key=partition,
+    )
+
+
+def _tick(instance, dataset: Dataset, landing: Path, cursor: str | None = None, log: logging.Handler | None = None):
+    """One evaluation of the dataset's landing sensor; ``log`` also receives the lines the tick logs."""
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"landing": LandingZone(path=str(landing))}
     )
-    result = landing_sensor(context)
+    if log:
+        context.log.addHandler(log)
+    result = _sensor(dataset, "landing_sensor")(context)
     return result, result.cursor
 
 
-def _materialize(instance, assets, partition=None):
-    dg.materialize(assets, instance=instance, resources=resources_for("local"), partition_key=partition)
+def _requested(result) -> list[tuple[str, str | None]]:
+    return [(request.job_name, request.partition_key) for request in result.run_requests]
 
 
-def test_landing_sensor_loads_reference_first_then_new_and_changed_months_once(two_months):
-    with dg.DagsterInstance.ephemeral() as instance:
-        first, cursor = _tick(instance, two_months)
-        [reference] = first.run_requests
-        assert reference.job_name == "reference_data" and reference.run_key.startswith("reference:")
-        _materialize(instance, [ingestion.airlines, ingestion.airports, ingestion.planes])
+def _keep_only(landing: Path, dataset: Dataset, periods: list[str]) -> None:
+    for source in dataset.sources:
+        for path in (landing / dataset.name / source).iterdir():
+            if path.stem not in periods:
+                path.unlink()
 
-        second, cursor = _tick(instance, two_months, cursor)  # months in order, one at a time
-        assert [(r.job_name, r.partition_key) for r in second.run_requests] == [("monthly_pipeline", "2013-01")]
-        january = two_months / "flights" / "2013-01.csv"
-        assert second.run_requests[0].run_key.startswith(f"2013-01:{file_sha256(january)[:16]}:")
-        assert json.loads(cursor)[str(january)][2] == file_sha256(january)  # hashed once, kept by size and mtime
 
-        _materialize(instance, [ingestion.raw_flights, ingestion.raw_weather], "2013-01")
-        third, cursor = _tick(instance, two_months, cursor)
-        assert [r.partition_key for r in third.run_requests] == ["2013-02"]  # January's bytes are loaded
+def land_a_year_later(landing: Path, period: str = "2013-01") -> str:
+    """Flights' and weather's landing files of ``period`` copied one year on (year + 1, time_hour + 1 year), as
+    the next year's files would arrive; returns the new period."""
+    later = f"{int(period[:4]) + 1}{period[4:]}"
+    for source in ("flights", "weather"):
+        with (landing / "flights" / source / f"{period}.csv").open(newline="") as handle:
+            header, *rows = list(csv.reader(handle))
+        year, time_hour = header.index("year"), header.index("time_hour")
+        for row in rows:
+            row[year] = str(int(row[year]) + 1)
+            row[time_hour] = f"{int(row[time_hour][:4]) + 1}{row[time_hour][4:]}"  # 2013-01-01T10:00:00Z
+        with (landing / "flights" / source / f"{later}.csv").open("w", newline="") as handle:
+            csv.writer(handle, lineterminator="\n").writerows([header, *rows])
+    return later
 
-        lines = january.read_text().splitlines()
-        january.write_text("\n".join(lines[:-1]) + "\n")  # a corrected file: one flight fewer
-        fourth, cursor = _tick(instance, two_months, cursor)
-        [corrected] = fourth.run_requests
-        assert corrected.partition_key == "2013-01" and corrected.run_key != second.run_requests[0].run_key
 
-        in_flight = {"dagster/sensor_name": "landing_sensor"}
-        instance.add_run(dg.DagsterRun(job_name="monthly_pipeline", status=dg.DagsterRunStatus.STARTED, tags=in_flight))
-        waiting, _ = _tick(instance, two_months, cursor)
+def test_landing_sensor_loads_new_and_changed_periods_once_in_order(dataset, data_dir):
+    landing = data_dir / "landing"
+    first, second = seed_periods(dataset)[:2]
+    _keep_only(landing, dataset, [first, second])
+    names = job_names(dataset)
+    with dg.instance_for_test() as instance:
+        result, cursor = _tick(instance, dataset, landing)
+        if dataset.reference:  # periods join the reference tables: they load first
+            [reference] = result.run_requests
+            assert reference.job_name == names.reference and reference.run_key.startswith("reference:")
+            _materialize(instance, dataset, dataset.reference)
+            result, cursor = _tick(instance, dataset, landing, cursor)
+
+        # The first period first, one run at a time, keyed by its files' bytes.
+        assert _requested(result) == [(names.periods, first)]
+        first_key = result.run_requests[0].run_key
+        files = [period_file(landing, dataset, source, first) for source in dataset.sources]
+        assert first_key == ":".join([first, *(file_sha256(path)[:16] for path in files)])
+        assert all(json.loads(cursor)[str(path)][2] == file_sha256(path) for path in files)  # kept by size and mtime
+
+        raw = [raw_table(source) for source in dataset.sources]
+        _materialize(instance, dataset, raw, first)
+        result, cursor = _tick(instance, dataset, landing, cursor)
+        assert _requested(result) == [(names.periods, second)]  # the first period's bytes are loaded: skipped
+        _materialize(instance, dataset, raw, second)
+        result, cursor = _tick(instance, dataset, landing, cursor)
+        assert not result.run_requests and "no new or changed" in result.skip_reason.skip_message
+
+        lines = files[0].read_text().splitlines()
+        files[0].write_text("\n".join(lines[:-1]) + "\n")  # a corrected file: one row fewer
+        result, cursor = _tick(instance, dataset, landing, cursor)
+        [corrected] = result.run_requests
+        assert corrected.partition_key == first and corrected.run_key != first_key
+        assert corrected.run_key.split(":")[1] == file_sha256(files[0])[:16]
+
+        in_flight = {"dagster/sensor_name": f"{dataset.name}_landing_sensor"}
+        instance.add_run(dg.DagsterRun(job_name=names.periods, status=dg.DagsterRunStatus.STARTED, tags=in_flight))
+        waiting, _ = _tick(instance, dataset, landing, cursor)
         assert not waiting.run_requests and "in progress" in waiting.skip_reason.skip_message
 
 
-def test_landing_sensor_waits_for_the_reference_files(tmp_path):
-    with dg.DagsterInstance.ephemeral() as instance:
-        result, _ = _tick(instance, tmp_path)
+def test_a_period_after_the_seeded_year_is_taken_in_and_misnamed_files_are_not(flights, data_dir, caplog):
+    landing = data_dir / "landing"
+    january = land_a_year_later(landing)
+    _keep_only(landing, flights, ["2013-12", january])
+    folder = landing / "flights" / "flights"
+    december = (folder / "2013-12.csv").read_text()
+    for name in ("2012-12.csv", "2099-01.csv", "notes.csv"):
+        (folder / name).write_text(december)
+    names = job_names(flights)
+    with dg.instance_for_test() as instance:
+        _materialize(instance, flights, flights.reference)
+        _materialize(instance, flights, ["raw_flights", "raw_weather"], "2013-12")  # 2013 is loaded
+        result, cursor = _tick(instance, flights, landing, log=caplog.handler)
+        assert _requested(result) == [(names.periods, january)]
+        for name, reason in (
+            ("2012-12.csv", "before the dataset's first period 2013-01"),
+            ("2099-01.csv", "a period in the future"),
+            ("notes.csv", "expected a monthly period like 2013-01, got 'notes'"),
+        ):
+            assert f"not taken in: {folder / name}: {reason}" in caplog.text
+
+        # The new year's partition exists and loads like any other; then nothing is left to request.
+        loaded = _materialize(instance, flights, ["raw_flights", "raw_weather"], january)
+        rows = loaded.asset_materializations_for_node("flights__raw_flights")[0].metadata["dagster/row_count"].value
+        assert rows == len((folder / f"{january}.csv").read_text().splitlines()) - 1 == 27_004
+        result, _ = _tick(instance, flights, landing, cursor)
+        assert not result.run_requests
+
+
+def test_landing_sensor_waits_for_the_reference_files(flights, tmp_path):
+    with dg.instance_for_test() as instance:
+        result, _ = _tick(instance, flights, tmp_path)
     assert not result.run_requests and "no reference files" in result.skip_reason.skip_message
 
 
-def _monitored(instance, month, champion="v1", drift=False, auc_drop=0.0, degraded=False, labelled=True):
-    drifted = ["temp", "dewp", "precip"] if drift else []
+def _monitored(instance, dataset, period, champion="v1", drift=False, auc_drop=0.0, degraded=False, labelled=True):
+    drifted = dataset.feature_columns[:3] if drift else []
     feature_drift = {
         "dataset_drift": drift,
         "drifted_share": 0.6 if drift else 0.1,
         "drifted_features": dg.MetadataValue.json(drifted),
         "champion_version": champion,
-        "champion_target_month": "2013-02",
+        "champion_target_period": seed_periods(dataset)[1],
     }
     performance = {"champion_version": champion}
     performance |= {"auc_drop": auc_drop, "degraded": degraded} if labelled else {"labels": "not yet"}
-    for asset, metadata in (("feature_drift", feature_drift), ("model_performance", performance)):
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=month, metadata=metadata))
+    for name, metadata in ((FEATURE_DRIFT, feature_drift), (PERFORMANCE, performance)):
+        event = dg.AssetMaterialization(asset_key(dataset, name), partition=period, metadata=metadata)
+        instance.report_runless_asset_event(event)
 
 
-def _retrain_tick(instance, cursor=None):
-    result = drift_retrain_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+def _retrain_tick(instance, dataset, cursor=None):
+    result = _sensor(dataset, "drift_retrain_sensor")(dg.build_sensor_context(instance=instance, cursor=cursor))
     return result.run_requests, result.cursor
 
 
-def test_drift_requests_one_retrain_per_episode_with_why_in_the_tags():
-    with dg.DagsterInstance.ephemeral() as instance:
-        _monitored(instance, "2013-02", drift=True)  # the champion's own held-out month: nothing to learn
-        _monitored(instance, "2013-03")
-        requests, cursor = _retrain_tick(instance)
+def test_drift_requests_one_retrain_per_episode_with_why_in_the_tags(flights):
+    with dg.instance_for_test() as instance:
+        _monitored(instance, flights, "2013-02", drift=True)  # the champion's own held-out period: nothing to learn
+        _monitored(instance, flights, "2013-03")
+        requests, cursor = _retrain_tick(instance, flights)
         assert requests == []
 
-        _monitored(instance, "2013-04", drift=True)
-        [retrain], cursor = _retrain_tick(instance, cursor)
-        assert retrain.job_name == "train_delay_model" and retrain.run_key == "retrain:2013-04:v1"
-        assert retrain.run_config["ops"]["training_set"]["config"] == {"target_month": "2013-04", "window_months": 1}
-        assert retrain.tags[TRIGGER_TAG] == "drift" and retrain.tags[DRIFTED_FEATURES_TAG] == "temp,dewp,precip"
+        _monitored(instance, flights, "2013-04", drift=True)
+        [retrain], cursor = _retrain_tick(instance, flights, cursor)
+        assert retrain.job_name == "flights_training" and retrain.run_key == "retrain:2013-04:v1"
+        config = retrain.run_config["ops"]["flights__training_set"]["config"]
+        assert config == {"target_period": "2013-04", "window_periods": 1}  # no features yet: the least window
+        assert retrain.tags[TRIGGER_TAG] == "drift" and retrain.tags[DRIFTED_FEATURES_TAG] == "carrier,origin,dest"
         assert "dataset drift (60% of features" in retrain.tags[DRIFT_REASON_TAG]
 
-        assert _retrain_tick(instance, cursor)[0] == []  # nothing new: nothing requested again
-        _monitored(instance, "2013-05", drift=True)  # the same episode, within the cooldown
-        requests, cursor = _retrain_tick(instance, cursor)
+        assert _retrain_tick(instance, flights, cursor)[0] == []  # nothing new: nothing requested again
+        _monitored(instance, flights, "2013-05", drift=True)  # the same episode, within the cooldown
+        requests, cursor = _retrain_tick(instance, flights, cursor)
         assert requests == []
-        _monitored(instance, "2013-06", champion="v2", auc_drop=0.08, degraded=True)  # past the cooldown
-        [retrain], cursor = _retrain_tick(instance, cursor)
+        _monitored(instance, flights, "2013-06", champion="v2", auc_drop=0.08, degraded=True)  # past the cooldown
+        [retrain], cursor = _retrain_tick(instance, flights, cursor)
         assert retrain.run_key == "retrain:2013-06:v2" and "ROC AUC 0.080 below" in retrain.tags[DRIFT_REASON_TAG]
 
 
-def test_several_drifted_months_in_one_tick_give_one_retrain_on_the_newest():
-    with dg.DagsterInstance.ephemeral() as instance:
-        for month in ("2013-04", "2013-05", "2013-06", "2013-07"):
-            _monitored(instance, month, drift=True)
-        [retrain], cursor = _retrain_tick(instance)
-    assert retrain.tags["mlplatform/drift_month"] == "2013-07" and json.loads(cursor)["last_retrain_month"] == "2013-07"
+def test_the_retrain_window_is_the_periods_with_features_before_the_drift(flights):
+    with dg.instance_for_test() as instance:
+        for period in ("2013-01", "2013-03", "2013-04"):  # 2013-02 is missing: the window stops there
+            event = dg.AssetMaterialization(asset_key(flights, FEATURES_TABLE), partition=period)
+            instance.report_runless_asset_event(event)
+        _monitored(instance, flights, "2013-05", drift=True)
+        [retrain], _ = _retrain_tick(instance, flights)
+    config = retrain.run_config["ops"]["flights__training_set"]["config"]
+    assert config == {"target_period": "2013-05", "window_periods": 2}
 
 
-def test_a_month_waits_until_both_monitors_saw_the_same_champion():
-    with dg.DagsterInstance.ephemeral() as instance:
+def test_every_dataset_retrains_its_own_model_on_drift(dataset):
+    later = seed_periods(dataset)[2]  # after the champion's held-out period
+    with dg.instance_for_test() as instance:
+        _monitored(instance, dataset, later, drift=True)
+        [retrain], _ = _retrain_tick(instance, dataset)
+    assert retrain.job_name == f"{dataset.name}_training" and retrain.tags[DRIFT_PERIOD_TAG] == later
+    assert retrain.run_config["ops"][f"{dataset.name}__training_set"]["config"]["target_period"] == later
+
+
+def test_several_drifted_periods_in_one_tick_give_one_retrain_on_the_newest(flights):
+    with dg.instance_for_test() as instance:
+        for period in ("2013-04", "2013-05", "2013-06", "2013-07"):
+            _monitored(instance, flights, period, drift=True)
+        [retrain], cursor = _retrain_tick(instance, flights)
+    assert retrain.tags[DRIFT_PERIOD_TAG] == "2013-07" and json.loads(cursor)["last_retrain"] == "2013-07"
+
+
+def test_a_period_waits_until_both_monitors_saw_the_same_champion(flights):
+    with dg.instance_for_test() as instance:
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
-                "feature_drift",
+                asset_key(flights, FEATURE_DRIFT),
                 partition="2013-04",
                 metadata={
                     "dataset_drift": True,
                     "drifted_share": 0.7,
                     "drifted_features": ["temp"],
                     "champion_version": "v1",
-                    "champion_target_month": "2013-02",
+                    "champion_target_period": "2013-02",
                 },
             )
         )
-        requests, cursor = _retrain_tick(instance)
+        requests, cursor = _retrain_tick(instance, flights)
         assert requests == [] and json.loads(cursor)["pending"] == ["2013-04"]
-        _monitored(instance, "2013-04", drift=True, labelled=False)
-        [retrain], cursor = _retrain_tick(instance, cursor)
-        assert retrain.tags["mlplatform/drift_month"] == "2013-04" and json.loads(cursor)["pending"] == []
+        _monitored(instance, flights, "2013-04", drift=True, labelled=False)
+        [retrain], cursor = _retrain_tick(instance, flights, cursor)
+        assert retrain.tags[DRIFT_PERIOD_TAG] == "2013-04" and json.loads(cursor)["pending"] == []
 
 
 class _Webhook(BaseHTTPRequestHandler):
@@ -173,12 +282,13 @@ def webhook():
     server.shutdown()
 
 
-def test_a_failed_run_is_logged_and_posted_to_the_webhook(data_dir, webhook, caplog):
+def test_a_failed_run_is_logged_and_posted_to_the_webhook(flights, data_dir, webhook, caplog):
     url, received = webhook
-    shutil.rmtree(data_dir / "landing" / "flights")
-    with dg.DagsterInstance.ephemeral() as instance:
+    shutil.rmtree(data_dir / "landing" / "flights" / "flights")
+    with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [ingestion.raw_flights],
+            list(_definitions("flights").assets),
+            selection=[asset_key(flights, "raw_flights")],
             instance=instance,
             resources=resources_for("local"),
             partition_key="2013-05",
@@ -193,5 +303,6 @@ def test_a_failed_run_is_logged_and_posted_to_the_webhook(data_dir, webhook, cap
         run_failure_alert_sensor(context, alerts=AlertWebhook(webhook_url="http://127.0.0.1:9/nothing-listens"))
     [alert] = received
     assert alert["run_id"] == result.run_id and alert["partition"] == "2013-05"
-    assert alert["failed_steps"] == ["raw_flights"]
+    assert alert["failed_steps"] == ["flights__raw_flights"]
+    assert "flights__raw_flights" in alert["error"]
     assert "run failed" in caplog.text and "alert webhook failed" in caplog.text

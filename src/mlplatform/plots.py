@@ -23,11 +23,11 @@ def training_curve_chart(epochs: Sequence[int], train_loss: Sequence[float], val
     return _markdown_image(figure, "training curve")
 
 
-def calibration_chart(predicted: Sequence[float], observed: Sequence[float], flights: Sequence[int]) -> str:
+def calibration_chart(predicted: Sequence[float], observed: Sequence[float], rows: Sequence[int]) -> str:
     figure, axes = _figure()
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
-    axes.scatter(predicted, observed, s=[max(8.0, 400 * n / max(flights)) for n in flights], label="probability bin")
-    axes.set(xlabel="mean predicted delay probability", ylabel="observed delay rate", title="Calibration")
+    axes.scatter(predicted, observed, s=[max(8.0, 400 * n / max(rows)) for n in rows], label="probability bin")
+    axes.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Calibration")
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1)
     axes.legend()

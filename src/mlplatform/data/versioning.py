@@ -1,0 +1,193 @@
+"""Data versions with DVC, driven through its command line.
+
+DVC lives in its own environment (its hydra-core pins an antlr runtime that breaks Dagster's asset-selection
+parser), so the platform never imports it: every call goes through :class:`DVCRepo`, which runs the ``dvc``
+program with ``--wait-for-lock`` and analytics off, and turns a failure into :class:`DVCError` quoting DVC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from mlplatform.data.sql import sql_string
+
+RESTORE_FOLDER = ".restore"
+KEEP_FOLDER = ".keep"
+
+
+class DVCError(RuntimeError):
+    """A DVC command failed; the message quotes what DVC said."""
+
+
+@dataclass(frozen=True)
+class Version:
+    md5: str
+    path: str  # relative to the DVC repository
+    remote: str
+    git_revision: str | None
+
+
+@dataclass(frozen=True)
+class DVCRepo:
+    root: Path
+    executable: str
+    remote_url: str
+    versions_dir: Path  # inside root: where exported versions are tracked
+
+    def version_path(self, asset: str, partition: str | None) -> Path:
+        """``<asset>/<partition>.parquet``; an unpartitioned asset's file is named after it: ``flights/training_set``
+        -> ``flights/training_set/training_set.parquet``."""
+        return self.versions_dir / asset / f"{partition or Path(asset).name}.parquet"
+
+    def run(self, *args: str) -> str:
+        command = [self.executable, "--wait-for-lock", *args]
+        env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+        try:
+            done = subprocess.run(command, cwd=self.root, env=env, capture_output=True, text=True, check=False)
+        except FileNotFoundError:
+            raise DVCError(f"the dvc program was not found at {self.executable!r}: run `make install`") from None
+        if done.returncode:
+            said = (done.stderr or done.stdout).strip()
+            raise DVCError(f"`dvc {' '.join(args)}` failed in {self.root} (exit {done.returncode}): {said}")
+        return done.stdout
+
+    @property
+    def in_git(self) -> bool:
+        return _git(self.root, "rev-parse", "--show-toplevel") is not None
+
+    def ensure_initialised(self) -> None:
+        """``dvc init`` (inside git when the repository is one) with the default remote, once."""
+        if not (self.root / ".dvc").is_dir():
+            self.run("init", "--quiet", *(() if self.in_git else ("--no-scm",)))
+            self.run("config", "core.analytics", "false")
+        # The remote is machine-local configuration (.dvc/config.local, which DVC keeps out of git).
+        if self._local_config("remote.default.url") != self.remote_url:
+            self.run("remote", "add", "--local", "--default", "--force", "default", self.remote_url)
+
+    def _local_config(self, name: str) -> str | None:
+        try:
+            return self.run("config", "--local", name).strip()
+        except DVCError:  # not set
+            return None
+
+    def track(self, path: Path) -> Version:
+        """Record ``path``'s current bytes in the cache and the remote; returns that version."""
+        self.ensure_initialised()
+        relative = path.resolve().relative_to(self.root.resolve())
+        self.run("add", "--quiet", str(relative))
+        md5 = read_md5(self.root / f"{relative}.dvc")
+        self.run("push", "--quiet", f"{relative}.dvc")
+        return Version(md5=md5, path=relative.as_posix(), remote=self.remote_url, git_revision=git_revision(self.root))
+
+    def record_stage(self, stage: str) -> bool:
+        """Record a dvc.yaml stage as run (``dvc commit``), when the repository has a dvc.yaml.
+
+        Inside ``dvc repro`` (which sets ``DVC_STAGE``) DVC records the stage itself.
+        """
+        pipeline = self.root / "dvc.yaml"
+        if not pipeline.exists() or "DVC_STAGE" in os.environ:
+            return False
+        if stage.split("@")[0] not in (yaml.safe_load(pipeline.read_text()) or {}).get("stages", {}):
+            return False  # a dataset dvc.yaml does not mirror
+        self.ensure_initialised()
+        self.run("commit", "--force", "--quiet", stage)
+        return True
+
+    def collect_garbage(self, keep: set[str], cloud: bool = False) -> None:
+        """``dvc gc`` that keeps, beside what the workspace uses, every version in ``keep``.
+
+        Plain ``dvc gc --workspace`` only knows the .dvc files in the workspace, so it would delete every
+        earlier version the Dagster event log still points at. Each kept md5 is pinned for the duration of
+        the collection by a .dvc file that references it.
+        """
+        self.ensure_initialised()
+        pins = self.versions_dir / KEEP_FOLDER
+        pins.mkdir(parents=True, exist_ok=True)
+        for md5 in keep:
+            (pins / f"{md5}.dvc").write_text(_pointer(md5, md5))
+        try:
+            self.run("gc", "--workspace", "--force", *(["--cloud"] if cloud else []))
+        finally:
+            shutil.rmtree(pins)
+
+    def restore(self, md5: str, name: str) -> Path:
+        """Bring back the bytes of version ``md5`` from the cache or, failing that, the remote."""
+        self.ensure_initialised()
+        folder = self.versions_dir / RESTORE_FOLDER / md5
+        folder.mkdir(parents=True, exist_ok=True)
+        pointer = folder / f"{name}.dvc"
+        pointer.write_text(_pointer(md5, name))
+        restored = folder / name
+        cache_dir = self._cache_dir() if md5.endswith(".dir") else None  # a folder is checked against its listing
+        if not _matches(restored, md5, cache_dir):
+            self.run("pull", "--quiet", "--force", str(pointer.relative_to(self.root)))
+        if not _matches(restored, md5, cache_dir):
+            raise DVCError(f"restored {restored} does not match version {md5}")
+        return restored
+
+    def _cache_dir(self) -> Path:
+        return Path(self.run("cache", "dir").strip())
+
+
+def _matches(path: Path, md5: str, cache_dir: Path | None) -> bool:
+    """Whether ``path`` holds version ``md5``: a file's own md5, or for a folder (``<md5>.dir``, with DVC's
+    cache at ``cache_dir``) every file that DVC's listing of the folder names, with its md5."""
+    if cache_dir is None:
+        return path.is_file() and file_md5(path) == md5
+    listing = cache_dir / "files" / "md5" / md5[:2] / md5[2:]
+    if not path.is_dir() or not listing.is_file():
+        return False
+    entries = json.loads(listing.read_text())
+    return all(
+        (path / entry["relpath"]).is_file() and file_md5(path / entry["relpath"]) == entry["md5"] for entry in entries
+    )
+
+
+def _pointer(md5: str, name: str) -> str:
+    """A .dvc file's text naming one version by its md5."""
+    return yaml.safe_dump({"outs": [{"md5": md5, "hash": "md5", "path": name}]})
+
+
+def read_md5(dvc_file: Path) -> str:
+    return yaml.safe_load(dvc_file.read_text())["outs"][0]["md5"]
+
+
+def file_md5(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
+
+
+def git_revision(root: Path) -> str | None:
+    """The commit checked out in ``root``, when it is a git repository with one."""
+    return _git(root, "rev-parse", "HEAD")
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def export_table(con: duckdb.DuckDBPyConnection, table: str, month: str | None, target: Path) -> Path:
+    """Write ``table`` (one month of it, if given) as Parquet with deterministic bytes: same rows, same md5.
+
+    Rows are sorted on every column, so neither insertion order nor DuckDB's threads change the file.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = target.with_name(target.name + ".tmp")
+    where = f"WHERE period = {sql_string(month)}" if month else ""
+    query = f"SELECT * FROM {table} {where} ORDER BY ALL"
+    con.execute(f"COPY ({query}) TO {sql_string(scratch)} (FORMAT parquet, COMPRESSION zstd)")
+    os.replace(scratch, target)
+    return target

@@ -1,0 +1,225 @@
+"""Monitoring: a dataset's ``feature_drift``, ``prediction_drift`` and ``model_performance``, each period against
+the champion's reference profiles and held-out metrics. They follow new data by declarative automation; the
+retrain sensor reads their metadata."""
+
+import dagster as dg
+import polars as pl
+
+from mlplatform.data.sql import identifier, sql_string
+from mlplatform.data.warehouse import PARTITION_COLUMN
+from mlplatform.datasets import Dataset
+from mlplatform.datasets.dataset import FEATURES_TABLE, PREDICTIONS_TABLE
+from mlplatform.markdown import markdown_table
+from mlplatform.ml import registry
+from mlplatform.ml.model import artifact_folder
+from mlplatform.ml.scoring import CHAMPION_SCORE
+from mlplatform.monitoring import champion as monitoring
+from mlplatform.orchestration.assets.common import (
+    DUCKDB_POOL,
+    asset_key,
+    common,
+    current_champion,
+    follow_new_periods,
+    partitions,
+    run_logger,
+)
+from mlplatform.orchestration.assets.serving import CHAMPION
+from mlplatform.orchestration.config import run_config, section_schema, with_overrides
+from mlplatform.orchestration.resources.dvc import DVCResource
+from mlplatform.orchestration.resources.warehouse import Warehouse
+from mlplatform.plots import bar_chart
+
+FEATURE_DRIFT, PREDICTION_DRIFT, PERFORMANCE = "feature_drift", "prediction_drift", "model_performance"
+NO_DATASET_DRIFT = "no_dataset_drift"
+WITHIN_AUC_TOLERANCE = "within_auc_tolerance"
+
+
+def monitoring_assets(dataset: Dataset) -> list[dg.AssetsDefinition]:
+    return [feature_drift_asset(dataset), prediction_drift_asset(dataset), performance_asset(dataset)]
+
+
+def _monitoring_asset(dataset: Dataset, name: str, deps: list[str], description: str, **kwargs):
+    """What every monitoring asset shares: per period, a warehouse reader in the duckdb pool, following new data."""
+    return dg.asset(
+        key=asset_key(dataset, name),
+        kinds={"duckdb"},
+        pool=DUCKDB_POOL,
+        partitions_def=partitions(dataset),
+        deps=[asset_key(dataset, dep) for dep in deps],
+        automation_condition=follow_new_periods(dataset),
+        description=description,
+        **common(dataset, "monitoring"),
+        **kwargs,
+    )
+
+
+def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
+    key = asset_key(dataset, FEATURE_DRIFT)
+    declared = dataset.declaration.monitoring
+
+    @_monitoring_asset(
+        dataset,
+        FEATURE_DRIFT,
+        [FEATURES_TABLE, CHAMPION],
+        "The period's features against the champion's training profile, with Evidently 0.7's default tests "
+        "(Wasserstein or Jensen-Shannon on large references, KS or chi-square on small ones) and PSI beside them. "
+        "The period drifts when the share of drifted features reaches drift_share.",
+        config_schema=section_schema(declared, ["drift_share"]),
+        check_specs=[
+            dg.AssetCheckSpec(NO_DATASET_DRIFT, asset=key, description="Fewer features drifted than the share.")
+        ],
+    )
+    def feature_drift(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: DVCResource):
+        period = context.partition_key
+        config = with_overrides(declared, run_config(context))
+        with duckdb.get_connection() as con, run_logger(context) as log:
+            champion, profiles = _champion_and_profiles(con, dataset, dvc)
+            rows = f"SELECT * FROM {dataset.table(FEATURES_TABLE)} WHERE {PARTITION_COLUMN} = {sql_string(period)}"
+            report = monitoring.feature_drift(con, profiles, rows, config.drift_share)
+            target = registry.get_version(con, dataset.model.name, champion.version).target_period
+            log.info("feature drift", dataset_drift=report.dataset_drift, drifted=report.drifted_columns)
+        table = pl.DataFrame(report.to_rows()).select(
+            "column", "test", "statistic", "threshold", "drifted", "psi", "status", "current_null_share"
+        )
+        tested = [column for column in report.columns if column.statistic is not None]
+        yield dg.MaterializeResult(
+            metadata={
+                "dataset_drift": report.dataset_drift,
+                "drifted_share": report.drifted_share,
+                "drifted_features": dg.MetadataValue.json(report.drifted_columns),
+                "champion_version": champion.version,
+                "champion_target_period": target,
+                "features": dg.MetadataValue.md(markdown_table(table.with_columns(pl.selectors.float().round(4)))),
+                "drift_chart": dg.MetadataValue.md(
+                    bar_chart(
+                        [f"{c.column} ({c.test})" for c in tested],
+                        [c.statistic for c in tested],
+                        "Drift score by feature (red: drifted)",
+                        "statistic (distance, or p-value for small references)",
+                        highlighted=[c.drifted for c in tested],
+                    )
+                ),
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name=NO_DATASET_DRIFT,
+            passed=not report.dataset_drift,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{report.drifted_share:.0%} of features drifted (dataset drift from {config.drift_share:.0%})",
+            metadata={"drifted_features": dg.MetadataValue.json(report.drifted_columns)},
+        )
+
+    return feature_drift
+
+
+def prediction_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
+    @_monitoring_asset(
+        dataset,
+        PREDICTION_DRIFT,
+        [PREDICTIONS_TABLE],
+        "The distribution of the champion's probabilities this period against its scores on its own held-out "
+        "period: a shift here shows before labels arrive.",
+    )
+    def prediction_drift(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: DVCResource):
+        period = context.partition_key
+        with duckdb.get_connection() as con, run_logger(context) as log:
+            champion, profiles = _champion_and_profiles(con, dataset, dvc)
+            scores = _champion_predictions(con, dataset, period, champion.version, CHAMPION_SCORE)
+            result = monitoring.prediction_drift(con, profiles, scores)
+            mean = con.execute(f"SELECT avg({CHAMPION_SCORE}) FROM ({scores})").fetchall()[0][0]
+            log.info("prediction drift", drifted=result.drifted, statistic=result.statistic)
+        return dg.MaterializeResult(
+            metadata={
+                "drifted": result.drifted,
+                "test": result.test or result.status,
+                "statistic": result.statistic if result.statistic is not None else float("nan"),
+                "psi": result.psi if result.psi is not None else float("nan"),
+                "mean_probability": mean,
+                "champion_version": champion.version,
+            }
+        )
+
+    return prediction_drift
+
+
+def performance_asset(dataset: Dataset) -> dg.AssetsDefinition:
+    key = asset_key(dataset, PERFORMANCE)
+    declared = dataset.declaration.monitoring
+    label = dataset.label
+
+    @_monitoring_asset(
+        dataset,
+        PERFORMANCE,
+        [PREDICTIONS_TABLE],
+        "The champion's ROC AUC, PR AUC, log loss, Brier score and calibration error on the period once its "
+        "labels are in, against the AUC it had on its own held-out period.",
+        config_schema=section_schema(declared, ["max_auc_drop"]),
+        check_specs=[
+            dg.AssetCheckSpec(
+                WITHIN_AUC_TOLERANCE,
+                asset=key,
+                description="The champion's ROC AUC on the period is within the tolerance of its held-out AUC.",
+            )
+        ],
+    )
+    def model_performance(context: dg.AssetExecutionContext, duckdb: Warehouse):
+        period = context.partition_key
+        config = with_overrides(declared, run_config(context))
+        with duckdb.get_connection() as con, run_logger(context) as log:
+            champion = current_champion(con, dataset)
+            evaluated = registry.get_version(con, dataset.model.name, champion.version)
+            columns = f"{identifier(label)}, {CHAMPION_SCORE}"
+            query = _champion_predictions(con, dataset, period, champion.version, columns)
+            labelled = pl.from_arrow(
+                con.sql(f"SELECT * FROM ({query}) WHERE {identifier(label)} IS NOT NULL").to_arrow_table()
+            )
+        holdout_auc = evaluated.metrics["roc_auc"]
+        result = monitoring.performance(
+            labelled[label].cast(pl.Int8).to_numpy(),
+            labelled[CHAMPION_SCORE].to_numpy(),
+            holdout_auc,
+            config.max_auc_drop,
+        )
+        identity = {"champion_version": champion.version, "champion_target_period": evaluated.target_period}
+        if result is None:
+            yield dg.MaterializeResult(metadata={"labels": "not yet", **identity})
+            yield dg.AssetCheckResult(check_name=WITHIN_AUC_TOLERANCE, passed=True, description="no labels yet")
+            return
+        log.info("model performance", **result.metrics, auc_drop=result.auc_drop)
+        yield dg.MaterializeResult(
+            metadata={
+                **result.metrics,
+                "holdout_roc_auc": holdout_auc,
+                "auc_drop": result.auc_drop,
+                "degraded": result.degraded,
+                "labelled_rows": labelled.height,
+                **identity,
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name=WITHIN_AUC_TOLERANCE,
+            passed=not result.degraded,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"ROC AUC {result.metrics['roc_auc']:.4f} against held-out {holdout_auc:.4f} "
+            f"(tolerance {config.max_auc_drop:.3f})",
+        )
+
+    return model_performance
+
+
+def _champion_and_profiles(con, dataset: Dataset, dvc: DVCResource) -> tuple[registry.Promotion, dict]:
+    """The champion and the reference profiles saved with its artifact (restored through DVC if needed)."""
+    champion = current_champion(con, dataset)
+    return champion, monitoring.load_reference_profiles(artifact_folder(dvc.repo(), champion.version))
+
+
+def _champion_predictions(con, dataset: Dataset, period: str, version: str, columns: str) -> str:
+    """The query for the period's predictions by ``version``; an error saying what to do when there are none."""
+    table = dataset.table(PREDICTIONS_TABLE)
+    where = f"{PARTITION_COLUMN} = {sql_string(period)} AND model_version = {sql_string(version)}"
+    if not con.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchall()[0][0]:
+        raise dg.Failure(
+            f"{period} has no predictions by the champion {version}: materialize "
+            f"{dataset.name}/{PREDICTIONS_TABLE} [{period}]"
+        )
+    return f"SELECT {columns} FROM {table} WHERE {where}"

@@ -1,0 +1,162 @@
+"""Serving: a dataset's ``champion_model`` (the registry's champion) and ``predictions`` (batch scores per period)."""
+
+from typing import Any
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from mlplatform.datasets import Dataset
+from mlplatform.datasets.dataset import FEATURES_TABLE, PREDICTIONS_TABLE
+from mlplatform.markdown import markdown_table
+from mlplatform.ml import registry
+from mlplatform.ml.metrics import paired_bootstrap_auc, roc_auc
+from mlplatform.ml.model import artifact_folder, load_model
+from mlplatform.ml.scoring import CHALLENGER_SCORE, CHAMPION_SCORE, period_features, replace_predictions, score_period
+from mlplatform.orchestration.assets.common import (
+    DUCKDB_POOL,
+    asset_key,
+    common,
+    current_champion,
+    follow_new_periods,
+    partitions,
+    recorded_md5s,
+    run_logger,
+    table_metadata,
+    versioned,
+)
+from mlplatform.orchestration.assets.evaluation import EVALUATION, trained_version
+from mlplatform.orchestration.resources.dvc import DVCResource
+from mlplatform.orchestration.resources.warehouse import Warehouse
+
+CHAMPION = "champion_model"
+# Why a training run ran, set by whoever launched it: a person (manual, the default), a scheduler (scheduled:
+# the replay's periodic policy, or any schedule a team adds) or the drift sensor (drift). The promotion records it.
+TRIGGER_TAG = "mlplatform/trigger"
+
+
+def serving_assets(dataset: Dataset) -> list[dg.AssetsDefinition]:
+    return [champion_asset(dataset), predictions_asset(dataset)]
+
+
+def champion_asset(dataset: Dataset) -> dg.AssetsDefinition:
+    model_name = dataset.model.name
+
+    @dg.asset(
+        key=asset_key(dataset, CHAMPION),
+        kinds={"duckdb"},
+        pool=DUCKDB_POOL,
+        deps=[asset_key(dataset, EVALUATION)],
+        description=f"The {model_name} version that scores, as the model registry (DuckDB tables model_versions "
+        "and model_promotions) records it. Materializing it promotes the version model_evaluation registered in "
+        "this run; its blocking promotion_gate check stops this step for a model that failed. The reason comes "
+        "from the run's mlplatform/trigger tag (manual, scheduled or drift). `mlplatform promote` and "
+        "`mlplatform rollback` change the champion outside a run and record the change here too.",
+        **common(dataset, "serving"),
+    )
+    def champion_model(context: dg.AssetExecutionContext, duckdb: Warehouse):
+        version = trained_version(context, asset_key(dataset, EVALUATION))
+        reason = context.run.tags.get(TRIGGER_TAG, "manual")
+        with duckdb.get_connection() as con, run_logger(context) as log:
+            try:
+                promotion = registry.promote(con, model_name, version, reason, note=f"run {context.run.run_id}")
+            except registry.RegistryError as error:
+                raise dg.Failure(str(error)) from error
+            log.info("champion promoted", version=promotion.version, reason=promotion.reason)
+            metadata = champion_metadata(con, model_name)
+            return dg.MaterializeResult(data_version=dg.DataVersion(promotion.version), metadata=metadata)
+
+    return champion_model
+
+
+def champion_metadata(con: duckdb.DuckDBPyConnection, model_name: str) -> dict[str, Any]:
+    """The champion, when and why it was promoted, and the registry's versions and promotions as tables."""
+    champion = registry.champion(con, model_name)
+    if champion is None:
+        return {"champion_version": "none"}
+    model = registry.get_version(con, model_name, champion.version)
+    versions = pl.DataFrame(
+        [
+            {
+                "version": v.version,
+                "champion": "yes" if v.version == champion.version else "",
+                "target_period": v.target_period,
+                "window": v.window,
+                "roc_auc": round(v.metrics["roc_auc"], 4),
+                "gate": "passed" if v.gate_passed else f"failed: {v.gate_reason}",
+            }
+            for v in registry.versions(con, model_name)
+        ]
+    )
+    history = registry.promotion_history(con, model_name)
+    promotions = pl.DataFrame(history).with_columns(pl.selectors.temporal().cast(pl.String))
+    return {
+        "model_name": model_name,
+        "champion_version": champion.version,
+        "promoted_at": champion.promoted_at.isoformat(),
+        "promotion_reason": champion.reason,
+        "previous_version": champion.previous_version or "none",
+        "roc_auc": model.metrics["roc_auc"] if model else float("nan"),
+        "target_period": model.target_period if model else "unknown",
+        "registry": dg.MetadataValue.md(markdown_table(versions)),
+        "promotions": dg.MetadataValue.md(markdown_table(promotions)),
+    }
+
+
+def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
+    label, model_name = dataset.label, dataset.model.name
+    features_key = asset_key(dataset, FEATURES_TABLE)
+
+    @dg.asset(
+        key=asset_key(dataset, PREDICTIONS_TABLE),
+        kinds={"pytorch", "duckdb"},
+        pool=DUCKDB_POOL,
+        partitions_def=partitions(dataset),
+        deps=[features_key, asset_key(dataset, CHAMPION)],
+        automation_condition=follow_new_periods(dataset),
+        description="Every row of the period scored by the champion, each carrying the model version that scored "
+        "it. When the registry holds a newer version than the champion (a challenger), its scores are kept beside "
+        "the champion's, and on a period with labels both are compared with a paired bootstrap interval on ROC "
+        "AUC (an offline A/B test). Versioned with DVC; each new period of features is scored automatically.",
+        **common(dataset, "serving"),
+    )
+    def predictions(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: DVCResource):
+        period, repo = context.partition_key, dvc.repo()
+        with duckdb.get_connection() as con, run_logger(context) as log:
+            champion = current_champion(con, dataset)
+            challenger = registry.challenger(con, model_name)
+            versions = [champion.version, *([challenger.version] if challenger else [])]
+            scorers = [(v, load_model(artifact_folder(repo, v))) for v in versions]
+            scored = score_period(dataset, period_features(con, dataset, period), *scorers)
+            rows = replace_predictions(con, dataset, period, scored)
+            version, data_version = versioned(con, dvc, dataset, PREDICTIONS_TABLE, period)
+            comparison = _shadow_comparison(scored, label)
+            log.info("period scored", rows=rows, champion=champion.version, **comparison)
+            return dg.MaterializeResult(
+                data_version=data_version,
+                metadata={
+                    **table_metadata(con, dataset.table(PREDICTIONS_TABLE), period),
+                    **version,
+                    "model_version": champion.version,
+                    "challenger_version": challenger.version if challenger else "none",
+                    "mean_probability": float(scored[CHAMPION_SCORE].mean()),
+                    **{f"shadow/{name}": value for name, value in comparison.items()},
+                    "dvc/inputs": dg.MetadataValue.json(
+                        {**recorded_md5s(context.instance, features_key, [period]), CHAMPION: champion.version}
+                    ),
+                },
+            )
+
+    return predictions
+
+
+def _shadow_comparison(predictions: pl.DataFrame, label: str) -> dict[str, float]:
+    """The champion's AUC on the period's labelled rows and, with a challenger, the paired comparison."""
+    labelled = predictions.filter(pl.col(label).is_not_null())
+    labels = labelled[label].cast(pl.Int8).to_numpy()
+    if labelled.is_empty() or labels.min() == labels.max():
+        return {}
+    champion_scores = labelled[CHAMPION_SCORE].to_numpy()
+    if labelled[CHALLENGER_SCORE].null_count() == labelled.height:
+        return {"champion_roc_auc": roc_auc(labels, champion_scores)}
+    return paired_bootstrap_auc(labels, champion_scores, labelled[CHALLENGER_SCORE].to_numpy())

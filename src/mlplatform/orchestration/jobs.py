@@ -1,0 +1,78 @@
+"""Each dataset's jobs, named after it: what a person launches, a sensor requests, or the CLI runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from mlplatform.datasets import Dataset
+from mlplatform.datasets.dataset import (
+    FEATURES_TABLE,
+    PREDICTIONS_TABLE,
+    TRAINING_SET_TABLE,
+    clean_table,
+    quarantine_table,
+    raw_table,
+)
+from mlplatform.orchestration.assets.common import asset_key
+from mlplatform.orchestration.assets.evaluation import EVALUATION
+from mlplatform.orchestration.assets.serving import CHAMPION
+from mlplatform.orchestration.assets.training import MODEL
+
+# dagster.yaml queues runs with this tag one at a time per value: one training run per dataset at once
+# (a dataset's runs share its training table and artifact folder; two datasets train side by side).
+TRAINING_TAG = "mlplatform/training"
+
+
+@dataclass(frozen=True)
+class JobNames:
+    reference: str | None
+    periods: str
+    training: str
+    scoring: str
+
+
+def job_names(dataset: Dataset) -> JobNames:
+    return JobNames(
+        reference=f"{dataset.name}_reference_data" if dataset.reference else None,
+        periods=f"{dataset.name}_period_pipeline",
+        training=f"{dataset.name}_training",
+        scoring=f"{dataset.name}_scoring",
+    )
+
+
+def dataset_jobs(dataset: Dataset) -> list[dg.UnresolvedAssetJobDefinition]:
+    names, key = job_names(dataset), lambda name: asset_key(dataset, name)
+    period_assets = [
+        key(table(source)) for source in dataset.sources for table in (raw_table, clean_table, quarantine_table)
+    ]
+    jobs = [
+        dg.define_asset_job(
+            names.periods,
+            selection=dg.AssetSelection.assets(*period_assets, key(FEATURES_TABLE)),
+            description=f"One {dataset.name} period from landing files to features: raw, validated, quarantined, "
+            "featurised.",
+        ),
+        dg.define_asset_job(
+            names.training,
+            selection=dg.AssetSelection.assets(*(key(n) for n in (TRAINING_SET_TABLE, MODEL, EVALUATION, CHAMPION))),
+            tags={TRAINING_TAG: dataset.name},
+            description=f"Build {dataset.name}'s training set for a target period, train {dataset.model.name}, "
+            "evaluate it against the baseline and the champion, and promote it when it passes the gate.",
+        ),
+        dg.define_asset_job(
+            names.scoring,
+            selection=dg.AssetSelection.assets(key(PREDICTIONS_TABLE)),
+            description=f"Score one {dataset.name} period with the champion (and a challenger in its shadow).",
+        ),
+    ]
+    if names.reference:
+        jobs.append(
+            dg.define_asset_job(
+                names.reference,
+                selection=dg.AssetSelection.assets(*(key(table) for table in dataset.reference)),
+                description=f"Load {dataset.name}'s reference tables ({', '.join(dataset.reference)}).",
+            )
+        )
+    return jobs
