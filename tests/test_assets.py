@@ -289,7 +289,8 @@ def test_blocking_checks_are_declared_blocking(dataset):
 
 
 def test_production_resources_read_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("MLPLATFORM_DUCKDB_DATABASE", str(tmp_path / "prod.duckdb"))
+    monkeypatch.setenv("MLPLATFORM_LAKE_CATALOG", "dbname=lake host=127.0.0.1")
+    monkeypatch.setenv("MLPLATFORM_LAKE_DATA_PATH", "s3://lake/data/")
     monkeypatch.setenv("MLPLATFORM_LANDING_DIR", str(tmp_path / "landing"))
     defs = build_definitions("production")
     for name in all_datasets():

@@ -237,3 +237,19 @@ def test_new_dataset_scaffolds_a_dataset_that_materializes_a_period(tmp_path, pr
 def rows_of(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def test_the_command_works_under_the_production_profile(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLPLATFORM_ENV", "production")
+    monkeypatch.delenv("MLPLATFORM_LANDING_DIR", raising=False)
+    assert main(["seed", "--dataset", "employment", "--partitions", "2016"]) == 1
+    assert 'environment variable "MLPLATFORM_LANDING_DIR" which is not set' in capsys.readouterr().err
+
+    project = tmp_path / "repo"
+    project.mkdir()
+    monkeypatch.setenv("MLPLATFORM_LANDING_DIR", str(tmp_path / "shared-landing"))
+    monkeypatch.setenv("MLPLATFORM_DVC_REPO", str(project))
+    monkeypatch.setenv("MLPLATFORM_DVC_VERSIONS_DIR", str(project / "versions"))
+    monkeypatch.setenv("MLPLATFORM_DVC_REMOTE_URL", str(tmp_path / "remote"))
+    assert main(["seed", "--dataset", "employment", "--partitions", "2016"]) == 0
+    assert (tmp_path / "shared-landing" / "employment" / "people" / "2016.csv").is_file()

@@ -14,7 +14,6 @@ from mlplatform.data.versioning import DVCError
 from mlplatform.datasets import DEFS_DIR, Dataset, DeclarationError, all_datasets, get_dataset
 from mlplatform.datasets.periods import PeriodError
 from mlplatform.ml.registry import REASONS, RegistryError
-from mlplatform.settings import Paths
 
 # dvc.yaml's stages, recorded in dvc.lock when the command runs them outside `dvc repro`.
 SEED_STAGE = "seed"
@@ -135,10 +134,10 @@ def prepare_dagster_home() -> Path:
 
 
 def _init() -> int:
-    from mlplatform.orchestration.resources import resources_for
+    from mlplatform.orchestration.resources import resource
 
     home = prepare_dagster_home()
-    repo = resources_for()["dvc"].repo()
+    repo = resource("dvc").repo()
     repo.ensure_initialised()
     print(f"Dagster home {home}; DVC repository {repo.root} with default remote {repo.remote_url}")
     return 0
@@ -146,9 +145,9 @@ def _init() -> int:
 
 def _seed(args: argparse.Namespace) -> int:
     from mlplatform.data.landing import seed
-    from mlplatform.orchestration.resources import resources_for
+    from mlplatform.orchestration.resources import resource
 
-    landing_dir = Paths.from_env().landing_dir
+    landing_dir = Path(resource("landing").path)
     for dataset, periods in planned(args, lambda dataset: dataset.seed_periods):
         if dataset.declaration.seed is None:
             print(f"{dataset.name}: declares no seed data; skipped")
@@ -158,7 +157,7 @@ def _seed(args: argparse.Namespace) -> int:
             f"{dataset.name}: {len(written)} files written or changed in {landing_dir / dataset.name}, "
             f"{len(periods)} periods seeded"
         )
-    resources_for()["dvc"].repo().record_stage(SEED_STAGE)
+    resource("dvc").repo().record_stage(SEED_STAGE)
     return 0
 
 
@@ -166,10 +165,10 @@ def _datasets(args: argparse.Namespace) -> int:
     from mlplatform.data.landing import scan
     from mlplatform.ml import registry
     from mlplatform.ml.training_set import periods_with_features
-    from mlplatform.orchestration.resources import resources_for
+    from mlplatform.orchestration.resources import resource
 
-    landing_dir = Paths.from_env().landing_dir
-    with resources_for()["duckdb"].get_connection() as con:
+    landing_dir = Path(resource("landing").path)
+    with resource("duckdb").get_connection() as con:
         for dataset in all_datasets().values():
             found = scan(landing_dir, dataset)
             featured = sorted(periods_with_features(con, dataset), key=dataset.periods.index)
@@ -229,7 +228,7 @@ def _restore(args: argparse.Namespace) -> int:
     from mlplatform.catalog import recorded_versions
     from mlplatform.data.warehouse import replace_from_parquet
     from mlplatform.orchestration.assets.training import MODEL
-    from mlplatform.orchestration.resources import resources_for
+    from mlplatform.orchestration.resources import resource
 
     key = _asset_key(args.asset, args.dataset)
     dataset_name, table = key.path[0], key.path[-1]
@@ -245,7 +244,7 @@ def _restore(args: argparse.Namespace) -> int:
         )
         return 1
     version = matches[0]
-    resources = resources_for()
+    resources = {name: resource(name) for name in ("dvc", "duckdb")}
     restored = resources["dvc"].repo().restore(args.version, version.path.rsplit("/", 1)[-1])
     with resources["duckdb"].get_connection() as con:
         rows = replace_from_parquet(con, get_dataset(dataset_name).table(table), version.partition, restored)
@@ -260,10 +259,10 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from mlplatform.ml import registry
-    from mlplatform.orchestration.resources import resources_for
+    from mlplatform.orchestration.resources import resource
 
     names = [dataset.model.name for dataset in selected(args)]
-    with resources_for()["duckdb"].get_connection() as con:
+    with resource("duckdb").get_connection() as con:
         rows = [(name, registry.champion(con, name), registry.versions(con, name)) for name in names]
     if not any(versions for *_, versions in rows):
         print("no model versions registered yet: run a dataset's training job", file=sys.stderr)
@@ -317,9 +316,9 @@ def _change_champion(change, verb: str) -> int:
     from mlplatform.ml.model import artifact_folder
     from mlplatform.orchestration.assets.common import asset_key
     from mlplatform.orchestration.assets.serving import CHAMPION, champion_metadata
-    from mlplatform.orchestration.resources import resources_for
+    from mlplatform.orchestration.resources import resource
 
-    resources = resources_for()
+    resources = {name: resource(name) for name in ("dvc", "duckdb")}
     with resources["duckdb"].get_connection() as con:
         dataset, champion = change(con)
         artifact = artifact_folder(resources["dvc"].repo(), champion.version)
@@ -363,11 +362,11 @@ def _gc(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from mlplatform.catalog import every_recorded_md5
-    from mlplatform.orchestration.resources import resources_for
+    from mlplatform.orchestration.resources import resource
 
     with DagsterInstance.get() as instance:
         keep = every_recorded_md5(instance)
-    resources_for()["dvc"].repo().collect_garbage(keep, cloud=args.cloud)
+    resource("dvc").repo().collect_garbage(keep, cloud=args.cloud)
     where = "the cache and the remote" if args.cloud else "the cache"
     print(f"collected DVC garbage in {where}; kept the {len(keep)} versions the event log records")
     return 0
@@ -393,10 +392,11 @@ def _materialize(args: argparse.Namespace) -> int:
     from mlplatform.data.landing import scan
     from mlplatform.definitions import build_definitions
     from mlplatform.orchestration.jobs import job_names
+    from mlplatform.orchestration.resources import resource
 
     defs = build_definitions()
-    repo = defs.resources["dvc"].repo()
-    landing_dir = Path(defs.resources["landing"].path)
+    repo = resource("dvc").repo()
+    landing_dir = Path(resource("landing").path)
     with DagsterInstance.get() as instance:
         for dataset, periods in planned(args, lambda dataset: scan(landing_dir, dataset).periods):
             names = job_names(dataset)
@@ -406,7 +406,7 @@ def _materialize(args: argparse.Namespace) -> int:
                 if _run(defs, instance, names.periods, period):
                     return 1
                 repo.record_stage(PERIOD_STAGE.format(dataset=dataset.name, period=period))
-            if not _training_periods_present(defs, dataset):
+            if not _training_periods_present(dataset):
                 continue
             if _run(defs, instance, names.training):
                 return 1
@@ -429,13 +429,14 @@ def _run(defs, instance, job_name: str, partition: str | None = None) -> bool:
     return True
 
 
-def _training_periods_present(defs, dataset: Dataset) -> bool:
+def _training_periods_present(dataset: Dataset) -> bool:
     """Whether every period the training job needs has features; if not, say which are missing."""
     from mlplatform.ml.training_set import missing_periods
     from mlplatform.orchestration.jobs import job_names
+    from mlplatform.orchestration.resources import resource
 
     training = dataset.declaration.training
-    with defs.resources["duckdb"].get_connection() as con:
+    with resource("duckdb").get_connection() as con:
         missing = missing_periods(con, dataset, training.target_period, training.window_periods)
     if missing:
         print(

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from mlplatform.data.lake import retry_on_conflict
 from mlplatform.data.sql import identifier, sql_string
 from mlplatform.data.warehouse import PARTITION_COLUMN, ensure_schema, partition_row_count, transaction
 from mlplatform.datasets.dataset import FEATURES_TABLE, Dataset, clean_table
@@ -51,13 +52,17 @@ def build_features(
     con: duckdb.DuckDBPyConnection, dataset: Dataset, period: str, params: dict[str, Any], lookback: int
 ) -> int:
     """Replace ``period`` of the dataset's features table by its feature SQL; returns the period's row count."""
-    ensure_schema(con, dataset)
     table = dataset.table(FEATURES_TABLE)
     select = f"SELECT *, {sql_string(period)} AS {PARTITION_COLUMN} FROM ({dataset.features_sql})"
     args = dataset.sql_parameters(period, params)
-    with feature_views(con, dataset, period, lookback):
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select} LIMIT 0", args)
-        with transaction(con):
-            con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [period])
-            con.execute(f"INSERT INTO {table} {select}", args)
+
+    def build() -> None:
+        ensure_schema(con, dataset)
+        with feature_views(con, dataset, period, lookback):
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select} LIMIT 0", args)
+            with transaction(con):
+                con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [period])
+                con.execute(f"INSERT INTO {table} {select}", args)
+
+    retry_on_conflict(build)
     return partition_row_count(con, table, period)

@@ -13,6 +13,7 @@ import pandera.errors
 import polars as pl
 
 from mlplatform.data.contracts import DUPLICATE_FLAG, IN_PERIOD_FLAG, Contract
+from mlplatform.data.lake import retry_on_conflict
 from mlplatform.data.sql import identifier
 from mlplatform.data.warehouse import (
     FAILED_CHECKS_COLUMN,
@@ -49,32 +50,39 @@ def split_partition(
     Batches come back from validation as the ids (DuckDB ``rowid``) and failed checks of invalid rows only;
     the rows themselves move inside DuckDB, so valid rows never make a second trip through Python.
     """
-    ensure_tables(con, dataset, contract)
     schema = contract.schema()
     raw, clean, quarantine = (dataset.table(name(contract.name)) for name in (raw_table, clean_table, quarantine_table))
     in_period = f"{PARTITION_COLUMN} = $period"
     in_range = f"{period_sql(dataset, contract.name, 't.' + identifier(contract.time_column))} = $period"
-    try:
-        with transaction(con):
-            query = rows_with_flags(contract, raw, in_period, in_range)
-            rows = con.sql(query, params={"period": period})
-            batches = rows.to_arrow_reader(batch_rows)
-            failures = [failed_checks_by_row(schema, pl.from_arrow(batch), contract.time_column) for batch in batches]
-            con.register("failed", pl.concat([_no_failures(), *failures]).to_arrow())
-            for table in (clean, quarantine):
-                con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = $period", {"period": period})
-            con.execute(
-                f"INSERT INTO {clean} SELECT * FROM {raw} AS r ANTI JOIN failed AS f ON r.rowid = f.{_ROW} "
-                f"WHERE {in_period}",
-                {"period": period},
-            )
-            con.execute(
-                f"INSERT INTO {quarantine} SELECT r.*, f.{FAILED_CHECKS_COLUMN} FROM {raw} AS r "
-                f"JOIN failed AS f ON r.rowid = f.{_ROW} WHERE {in_period}",
-                {"period": period},
-            )
-    finally:
-        con.unregister("failed")
+
+    # The whole split, validation included, runs again on a conflict: the rowids it joins on are the snapshot's.
+    def split() -> None:
+        ensure_tables(con, dataset, contract)
+        try:
+            with transaction(con):
+                query = rows_with_flags(contract, raw, in_period, in_range)
+                rows = con.sql(query, params={"period": period})
+                batches = rows.to_arrow_reader(batch_rows)
+                failures = [
+                    failed_checks_by_row(schema, pl.from_arrow(batch), contract.time_column) for batch in batches
+                ]
+                con.register("failed", pl.concat([_no_failures(), *failures]).to_arrow())
+                for table in (clean, quarantine):
+                    con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = $period", {"period": period})
+                con.execute(
+                    f"INSERT INTO {clean} SELECT * FROM {raw} AS r ANTI JOIN failed AS f ON r.rowid = f.{_ROW} "
+                    f"WHERE {in_period}",
+                    {"period": period},
+                )
+                con.execute(
+                    f"INSERT INTO {quarantine} SELECT r.*, f.{FAILED_CHECKS_COLUMN} FROM {raw} AS r "
+                    f"JOIN failed AS f ON r.rowid = f.{_ROW} WHERE {in_period}",
+                    {"period": period},
+                )
+        finally:
+            con.unregister("failed")
+
+    retry_on_conflict(split)
     counts = [partition_row_count(con, table, period) for table in (raw, clean, quarantine)]
     return SplitCounts(*counts)
 

@@ -2,19 +2,21 @@
 
 Each dataset has its own schema (``"flights"."raw_flights"``). Periodic tables carry a ``period`` column;
 every write replaces one period inside a single transaction, so re-running a partition never duplicates
-rows and a failed load leaves the table as it was.
+rows and a failed load leaves the table as it was. On a DuckLake (:mod:`mlplatform.data.lake`) two writers of one
+table can conflict at commit; each write is then run again whole (:func:`~mlplatform.data.lake.retry_on_conflict`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
 
 from mlplatform.data.contracts import Contract
+from mlplatform.data.lake import retry_on_conflict
 from mlplatform.data.landing import LandingFileError
 from mlplatform.data.sql import identifier, sql_string
 from mlplatform.datasets.dataset import PERIOD_COLUMN, Dataset, clean_table, quarantine_table, raw_table
@@ -27,12 +29,18 @@ _READ_AS = {"TIMESTAMP": "TIMESTAMPTZ"}
 
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Everything inside commits together or not at all."""
+    """Everything inside commits together or not at all.
+
+    A conflict at COMMIT fails the whole transaction: to retry, run everything from BEGIN again, inside
+    :func:`~mlplatform.data.lake.retry_on_conflict` (never the COMMIT alone).
+    """
     con.execute("BEGIN TRANSACTION")
     try:
         yield
     except BaseException:
-        con.execute("ROLLBACK")
+        # A statement that failed may already have ended the transaction; the original error is the one to see.
+        with suppress(duckdb.TransactionException):
+            con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
 
@@ -60,30 +68,43 @@ def load_raw_partition(
     """Replace ``period`` of the raw table with the rows of one landing file; returns the row count.
 
     A file that cannot be read as the contract's columns raises :class:`LandingFileError` and leaves the
-    table untouched.
+    table untouched. A conflict with another writer is not the file's fault: the load runs again, and a conflict
+    that outlasts the retries is raised as the ``duckdb.TransactionException`` it is.
     """
-    ensure_tables(con, dataset, contract)
-    source = _source(con, dataset, contract, path)
     table = dataset.table(raw_table(contract.name))
-    try:
-        with transaction(con):
-            con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [period])
-            con.execute(f"INSERT INTO {table} SELECT *, ?, ? FROM ({source})", [period, path.name])
-    except duckdb.Error as error:
-        raise _landing_error(path, contract, error) from error
+
+    def load() -> None:
+        ensure_tables(con, dataset, contract)
+        source = _source(con, dataset, contract, path)
+        try:
+            with transaction(con):
+                con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [period])
+                con.execute(f"INSERT INTO {table} SELECT *, ?, ? FROM ({source})", [period, path.name])
+        except duckdb.TransactionException:
+            raise
+        except duckdb.Error as error:
+            raise _landing_error(path, contract, error) from error
+
+    retry_on_conflict(load)
     return partition_row_count(con, table, period)
 
 
 def load_reference(con: duckdb.DuckDBPyConnection, dataset: Dataset, contract: Contract, path: Path) -> int:
     """Replace the whole reference table ``contract.name`` with one landing file; returns the row count."""
-    ensure_schema(con, dataset)
-    source = _source(con, dataset, contract, path)
     table = dataset.table(contract.name)
-    try:
-        with transaction(con):
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS {source}")
-    except duckdb.Error as error:
-        raise _landing_error(path, contract, error) from error
+
+    def load() -> None:
+        ensure_schema(con, dataset)
+        source = _source(con, dataset, contract, path)
+        try:
+            with transaction(con):
+                con.execute(f"CREATE OR REPLACE TABLE {table} AS {source}")
+        except duckdb.TransactionException:
+            raise
+        except duckdb.Error as error:
+            raise _landing_error(path, contract, error) from error
+
+    retry_on_conflict(load)
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
@@ -97,9 +118,13 @@ def replace_from_parquet(con: duckdb.DuckDBPyConnection, table: str, period: str
     """Replace ``table`` (one period of it, if given) with the rows of an exported version, atomically."""
     where = f"WHERE {PARTITION_COLUMN} = $period" if period else ""
     params = {"period": period} if period else {}
-    with transaction(con):
-        con.execute(f"DELETE FROM {table} {where}", params)
-        con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet({sql_string(path)})")
+
+    def replace() -> None:
+        with transaction(con):
+            con.execute(f"DELETE FROM {table} {where}", params)
+            con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet({sql_string(path)})")
+
+    retry_on_conflict(replace)
     return con.execute(f"SELECT count(*) FROM {table} {where}", params).fetchall()[0][0]
 
 

@@ -6,6 +6,9 @@ its own champion). ``model_versions`` holds one row per artifact version (its DV
 version is evaluated. ``model_promotions`` is a stack per model: promoting pushes a row with when and why
 (manual, scheduled, drift), rolling back marks the top row rolled back, and the champion is the newest
 promotion not rolled back. Nothing is ever deleted, so the history answers "which model scored this".
+
+No PRIMARY KEY: DuckLake has no constraints, so ``register`` upserts with MERGE, on a DuckDB file and a DuckLake
+alike. Every write is one transaction, run again whole when it conflicts with another writer.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from mlplatform.data.lake import retry_on_conflict
 from mlplatform.data.warehouse import transaction
 
 VERSIONS_TABLE = "model_versions"
@@ -52,36 +56,51 @@ class Promotion:
 
 
 def ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        f"""CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
-            model VARCHAR NOT NULL, version VARCHAR NOT NULL, registered_at TIMESTAMPTZ NOT NULL,
-            target_period VARCHAR NOT NULL,
-            "window" VARCHAR NOT NULL, training_data_version VARCHAR NOT NULL, metrics JSON NOT NULL,
-            gate_passed BOOLEAN NOT NULL, gate_reason VARCHAR NOT NULL, PRIMARY KEY (model, version))"""
-    )
-    con.execute(
-        f"""CREATE TABLE IF NOT EXISTS {PROMOTIONS_TABLE} (
-            model VARCHAR NOT NULL, promoted_at TIMESTAMPTZ NOT NULL, version VARCHAR NOT NULL, reason VARCHAR NOT NULL,
-            previous_version VARCHAR, note VARCHAR, rolled_back_at TIMESTAMPTZ)"""
-    )
+    """Create the registry's tables where they do not exist yet (again on a conflict: two processes reading an
+    empty lake may both create them)."""
+
+    def create() -> None:
+        con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
+                model VARCHAR NOT NULL, version VARCHAR NOT NULL, registered_at TIMESTAMPTZ NOT NULL,
+                target_period VARCHAR NOT NULL,
+                "window" VARCHAR NOT NULL, training_data_version VARCHAR NOT NULL, metrics JSON NOT NULL,
+                gate_passed BOOLEAN NOT NULL, gate_reason VARCHAR NOT NULL)"""
+        )
+        con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {PROMOTIONS_TABLE} (
+                model VARCHAR NOT NULL, promoted_at TIMESTAMPTZ NOT NULL, version VARCHAR NOT NULL,
+                reason VARCHAR NOT NULL, previous_version VARCHAR, note VARCHAR, rolled_back_at TIMESTAMPTZ)"""
+        )
+
+    retry_on_conflict(create)
 
 
 def register(con: duckdb.DuckDBPyConnection, model: ModelVersion) -> None:
-    """Record (or re-record, after a re-evaluation) a version and its evaluation."""
-    ensure_registry(con)
-    con.execute(
-        f"INSERT OR REPLACE INTO {VERSIONS_TABLE} VALUES (?, ?, now(), ?, ?, ?, ?, ?, ?)",
-        [
-            model.model,
-            model.version,
-            model.target_period,
-            model.window,
-            model.training_data_version,
-            json.dumps(model.metrics),
-            model.gate_passed,
-            model.gate_reason,
-        ],
-    )
+    """Record (or re-record, after a re-evaluation) a version and its evaluation: one row per model and version."""
+    values = [
+        model.model,
+        model.version,
+        model.target_period,
+        model.window,
+        model.training_data_version,
+        json.dumps(model.metrics),
+        model.gate_passed,
+        model.gate_reason,
+    ]
+
+    def upsert() -> None:
+        ensure_registry(con)
+        con.execute(
+            f"""MERGE INTO {VERSIONS_TABLE} AS v
+                USING (SELECT ? AS model, ? AS version, now() AS registered_at, ? AS target_period, ? AS "window",
+                              ? AS training_data_version, ?::JSON AS metrics, ? AS gate_passed, ? AS gate_reason) AS s
+                ON v.model = s.model AND v.version = s.version
+                WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *""",
+            values,
+        )
+
+    retry_on_conflict(upsert)
 
 
 def get_version(con: duckdb.DuckDBPyConnection, model: str, version: str) -> ModelVersion | None:
@@ -135,38 +154,50 @@ def promote(
     """Make ``version`` the champion of ``model``. It must be registered and have passed its gate."""
     if reason not in REASONS:
         raise RegistryError(f"promotion reason must be one of {REASONS}, not {reason!r}")
-    entry = get_version(con, model, version)
-    if entry is None:
-        known = ", ".join(v.version for v in versions(con, model)) or "none"
-        raise RegistryError(f"{model} version {version} is not registered (registered: {known})")
-    if not entry.gate_passed:
-        raise RegistryError(f"{model} version {version} failed its gate and cannot be promoted: {entry.gate_reason}")
-    current = champion(con, model)
-    if current and current.version == version:
-        return current
-    con.execute(
-        f"INSERT INTO {PROMOTIONS_TABLE} VALUES (?, now(), ?, ?, ?, ?, NULL)",
-        [model, version, reason, current.version if current else None, note],
-    )
-    promoted = champion(con, model)
-    assert promoted is not None
-    return promoted
+
+    def push() -> Promotion:
+        with transaction(con):
+            entry = get_version(con, model, version)
+            if entry is None:
+                known = ", ".join(v.version for v in versions(con, model)) or "none"
+                raise RegistryError(f"{model} version {version} is not registered (registered: {known})")
+            if not entry.gate_passed:
+                raise RegistryError(
+                    f"{model} version {version} failed its gate and cannot be promoted: {entry.gate_reason}"
+                )
+            current = champion(con, model)
+            if current and current.version == version:
+                return current
+            con.execute(
+                f"INSERT INTO {PROMOTIONS_TABLE} VALUES (?, now(), ?, ?, ?, ?, NULL)",
+                [model, version, reason, current.version if current else None, note],
+            )
+            promoted = champion(con, model)
+        assert promoted is not None
+        return promoted
+
+    return retry_on_conflict(push)
 
 
 def rollback(con: duckdb.DuckDBPyConnection, model: str) -> Promotion:
     """Undo the current champion's promotion; the champion before it scores again. Returns the new champion."""
-    current = champion(con, model)
-    if current is None:
-        raise RegistryError(f"{model} has no champion to roll back")
-    with transaction(con):
-        con.execute(
-            f"UPDATE {PROMOTIONS_TABLE} SET rolled_back_at = now() WHERE model = ? AND promoted_at = ? AND version = ?",
-            [model, current.promoted_at, current.version],
-        )
-        restored = champion(con, model)
-        if restored is None:
-            raise RegistryError(f"{current.version} is the first champion: there is no earlier one to roll back to")
-    return restored
+
+    def pop() -> Promotion:
+        with transaction(con):
+            current = champion(con, model)
+            if current is None:
+                raise RegistryError(f"{model} has no champion to roll back")
+            con.execute(
+                f"UPDATE {PROMOTIONS_TABLE} SET rolled_back_at = now() "
+                "WHERE model = ? AND promoted_at = ? AND version = ?",
+                [model, current.promoted_at, current.version],
+            )
+            restored = champion(con, model)
+            if restored is None:
+                raise RegistryError(f"{current.version} is the first champion: there is no earlier one to roll back to")
+        return restored
+
+    return retry_on_conflict(pop)
 
 
 def promotion_history(con: duckdb.DuckDBPyConnection, model: str) -> list[dict[str, Any]]:

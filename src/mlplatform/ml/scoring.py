@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from mlplatform.data.lake import retry_on_conflict
 from mlplatform.data.warehouse import PARTITION_COLUMN, partition_row_count, transaction
 from mlplatform.datasets.dataset import FEATURES_TABLE, PREDICTIONS_TABLE, Dataset
 from mlplatform.ml.model import TabularModel
@@ -47,12 +48,16 @@ def replace_predictions(
 ) -> int:
     """Replace ``period`` of the dataset's predictions table atomically; returns its row count."""
     table = dataset.table(PREDICTIONS_TABLE)
-    con.register("scored", predictions.to_arrow())
-    try:
+
+    def replace() -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM scored LIMIT 0")
         with transaction(con):
             con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [period])
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM scored")
+
+    con.register("scored", predictions.to_arrow())
+    try:
+        retry_on_conflict(replace)
     finally:
         con.unregister("scored")
     return partition_row_count(con, table, period)

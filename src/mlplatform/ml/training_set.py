@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
+from mlplatform.data.lake import retry_on_conflict
 from mlplatform.data.warehouse import PARTITION_COLUMN, ensure_schema
 from mlplatform.datasets.dataset import FEATURES_TABLE, TRAINING_SET_TABLE, Dataset
 
@@ -41,13 +42,17 @@ def build_training_set(con: duckdb.DuckDBPyConnection, dataset: Dataset, target:
     missing = missing_periods(con, dataset, target, window)
     if missing:
         raise ValueError(f"{dataset.name} features have no rows for {missing}: materialize those periods first")
-    ensure_schema(con, dataset)
     table = dataset.table(TRAINING_SET_TABLE)
-    con.execute(
-        f"CREATE OR REPLACE TABLE {table} AS SELECT *, "
-        f"CASE WHEN {PARTITION_COLUMN} = $target THEN '{HOLDOUT}' ELSE '{TRAIN}' END AS {SPLIT_COLUMN} "
-        f"FROM {dataset.table(FEATURES_TABLE)} WHERE {PARTITION_COLUMN} IN (SELECT unnest($periods))",
-        {"target": target, "periods": [*window_periods(dataset, target, window), target]},
-    )
+
+    def build() -> None:
+        ensure_schema(con, dataset)
+        con.execute(
+            f"CREATE OR REPLACE TABLE {table} AS SELECT *, "
+            f"CASE WHEN {PARTITION_COLUMN} = $target THEN '{HOLDOUT}' ELSE '{TRAIN}' END AS {SPLIT_COLUMN} "
+            f"FROM {dataset.table(FEATURES_TABLE)} WHERE {PARTITION_COLUMN} IN (SELECT unnest($periods))",
+            {"target": target, "periods": [*window_periods(dataset, target, window), target]},
+        )
+
+    retry_on_conflict(build)
     counts = con.execute(f"SELECT {SPLIT_COLUMN}, count(*) FROM {table} GROUP BY 1").fetchall()
     return {TRAIN: 0, HOLDOUT: 0} | dict(counts)
