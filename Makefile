@@ -4,9 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 # DVC gets its own environment: its hydra-core pins antlr4-python3-runtime 4.9, which breaks Dagster's
-# asset-selection parser (4.13). Its `dvc` program is linked into .venv/bin. DVC_EXTRAS=s3 adds a remote kind.
+# asset-selection parser (4.13). Its `dvc` program is linked into .venv/bin. The lock includes dvc-s3 (s3:// remotes).
 DVC_VENV := .dvcenv
-DVC_EXTRAS ?=
 DVC_INSTALLED := $(DVC_VENV)/.installed
 export MLPLATFORM_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
@@ -30,7 +29,6 @@ $(DVC_INSTALLED): requirements-dvc.lock $(INSTALLED)
 	$(PYTHON) -m venv $(DVC_VENV)
 	$(DVC_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(DVC_VENV)/bin/python -m pip install --quiet -r requirements-dvc.lock
-	$(if $(DVC_EXTRAS),$(DVC_VENV)/bin/python -m pip install --quiet "dvc[$(DVC_EXTRAS)]==$$(grep '^dvc==' requirements-dvc.lock | cut -d= -f3)")
 	ln -sf $(CURDIR)/$(DVC_VENV)/bin/dvc $(BIN)/dvc
 	touch $@
 

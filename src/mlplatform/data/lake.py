@@ -193,6 +193,13 @@ def parse_endpoint(endpoint: str) -> tuple[str, bool]:
     return parts.netloc, parts.scheme == "https"
 
 
+def endpoint_url(endpoint: str) -> str:
+    """The URL of an S3 endpoint, ``http://host:port`` (``https://`` only when it says so), as boto-based clients
+    (DVC's s3 remote, ``endpointurl``) take it."""
+    host, use_ssl = parse_endpoint(endpoint)
+    return f"{'https' if use_ssl else 'http'}://{host}"
+
+
 def is_conflict(error: BaseException) -> bool:
     """Whether ``error`` is a write-write conflict, which running the whole transaction again resolves: DuckLake's
     ``Transaction conflict`` at commit (or an embedded DuckDB's conflict between two connections)."""

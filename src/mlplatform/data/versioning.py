@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from mlplatform.data.lake import endpoint_url
 from mlplatform.data.sql import sql_string
 
 RESTORE_FOLDER = ".restore"
@@ -42,6 +43,9 @@ class DVCRepo:
     executable: str
     remote_url: str
     versions_dir: Path  # inside root: where exported versions are tracked
+    # An s3:// remote on an S3-compatible store (MinIO): host:port, plain HTTP, or https://host:port. Empty: AWS S3
+    # itself (or a remote of another kind). Credentials come from the AWS_* variables of the environment.
+    s3_endpoint: str = ""
 
     def version_path(self, asset: str, partition: str | None) -> Path:
         """``<asset>/<partition>.parquet``; an unpartitioned asset's file is named after it: ``flights/training_set``
@@ -65,19 +69,28 @@ class DVCRepo:
         return _git(self.root, "rev-parse", "--show-toplevel") is not None
 
     def ensure_initialised(self) -> None:
-        """``dvc init`` (inside git when the repository is one) with the default remote, once."""
+        """``dvc init`` (inside git when the repository is one) with the default remote and its S3 endpoint, once;
+        later calls change the configuration only where it differs."""
         if not (self.root / ".dvc").is_dir():
             self.run("init", "--quiet", *(() if self.in_git else ("--no-scm",)))
             self.run("config", "core.analytics", "false")
         # The remote is machine-local configuration (.dvc/config.local, which DVC keeps out of git).
-        if self._local_config("remote.default.url") != self.remote_url:
+        local = self._local_config()
+        if local.get("remote.default.url") != self.remote_url:
+            # --force replaces the whole remote section, its endpointurl included.
             self.run("remote", "add", "--local", "--default", "--force", "default", self.remote_url)
+            local.pop("remote.default.endpointurl", None)
+        endpoint = endpoint_url(self.s3_endpoint) if self.s3_endpoint else None
+        if local.get("remote.default.endpointurl") != endpoint:
+            if endpoint:
+                self.run("remote", "modify", "--local", "default", "endpointurl", endpoint)
+            else:
+                self.run("remote", "modify", "--local", "--unset", "default", "endpointurl")
 
-    def _local_config(self, name: str) -> str | None:
-        try:
-            return self.run("config", "--local", name).strip()
-        except DVCError:  # not set
-            return None
+    def _local_config(self) -> dict[str, str]:
+        """``.dvc/config.local`` as DVC lists it, ``{"remote.default.url": ...}``."""
+        listed = self.run("config", "--local", "--list").splitlines()
+        return dict(line.split("=", 1) for line in listed if "=" in line)
 
     def track(self, path: Path) -> Version:
         """Record ``path``'s current bytes in the cache and the remote; returns that version."""

@@ -24,7 +24,7 @@ DVC_REMOTE_ENV = "MLPLATFORM_DVC_REMOTE_URL"
 # Where run failure alerts are POSTed; locally optional (empty: the log event only).
 ALERT_WEBHOOK_ENV = "MLPLATFORM_ALERT_WEBHOOK"
 # DuckLake: its catalog (a PostgreSQL libpq string), its data files (s3://bucket/prefix/) and the S3 endpoint
-# (host:port of MinIO or another S3-compatible store; empty for AWS S3).
+# (host:port of MinIO or another S3-compatible store; empty for AWS S3), which an s3:// DVC remote uses too.
 LAKE_CATALOG_ENV = "MLPLATFORM_LAKE_CATALOG"
 LAKE_DATA_PATH_ENV = "MLPLATFORM_LAKE_DATA_PATH"
 S3_ENDPOINT_ENV = "MLPLATFORM_S3_ENDPOINT"
@@ -61,6 +61,7 @@ def resources_for(environment: str | None = None) -> dict[str, dg.ConfigurableRe
                 versions_dir=dg.EnvVar("MLPLATFORM_DVC_VERSIONS_DIR"),
                 remote_url=dg.EnvVar(DVC_REMOTE_ENV),
                 executable=default_executable(),
+                s3_endpoint=dg.EnvVar(S3_ENDPOINT_ENV),
             ),
             "alerts": AlertWebhook(webhook_url=dg.EnvVar(ALERT_WEBHOOK_ENV)),
         }

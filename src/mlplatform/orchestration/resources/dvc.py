@@ -27,6 +27,8 @@ class DVCResource(dg.ConfigurableResource):
     versions_dir: str
     remote_url: str
     executable: str
+    # host:port (or https://host:port) of the S3-compatible store of an s3:// remote (MinIO); empty for AWS S3.
+    s3_endpoint: str = ""
 
     def repo(self) -> DVCRepo:
         return DVCRepo(
@@ -34,4 +36,5 @@ class DVCResource(dg.ConfigurableResource):
             executable=self.executable,
             remote_url=self.remote_url,
             versions_dir=Path(self.versions_dir),
+            s3_endpoint=self.s3_endpoint,
         )
