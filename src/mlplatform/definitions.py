@@ -12,6 +12,7 @@ import dagster as dg
 from dagster.components import load_from_defs_folder
 
 from mlplatform.logs import configure_logging
+from mlplatform.orchestration.executors import executor_for
 from mlplatform.orchestration.resources import resources_for
 from mlplatform.orchestration.sensors import PLATFORM_SENSORS
 
@@ -19,9 +20,10 @@ configure_logging()
 
 
 def build_definitions(environment: str | None = None) -> dg.Definitions:
-    """The platform's definitions, with resources for ``environment`` (default: ``MLPLATFORM_ENV``)."""
+    """The platform's definitions, with resources for ``environment`` (default: ``MLPLATFORM_ENV``) and the
+    executor named by ``MLPLATFORM_EXECUTOR`` (default: Dagster's)."""
     datasets = load_from_defs_folder(path_within_project=Path(__file__).parent)
-    platform = dg.Definitions(sensors=PLATFORM_SENSORS, resources=resources_for(environment))
+    platform = dg.Definitions(sensors=PLATFORM_SENSORS, resources=resources_for(environment), executor=executor_for())
     return dg.Definitions.merge(datasets, platform)
 
 

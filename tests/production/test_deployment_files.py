@@ -26,9 +26,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 # The production profile's contract (MLPLATFORM_ENV=production): everything it reads from the environment.
-INSTANCE_VARS = {"DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"}
+INSTANCE_VARS = {
+    "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB",
+    "DAGSTER_COMPUTE_LOGS_DIR",
+}  # fmt: skip
+WORKSPACE_VARS = {"DAGSTER_CODE_SERVER_HOST", "DAGSTER_CODE_SERVER_PORT"}
 PLATFORM_VARS = INSTANCE_VARS | {
     "MLPLATFORM_ENV",
+    "MLPLATFORM_EXECUTOR",
     "MLPLATFORM_CELERY_BROKER",
     "MLPLATFORM_CELERY_BACKEND",
     "MLPLATFORM_LAKE_CATALOG",
@@ -147,8 +152,15 @@ def test_compose_starts_each_process_as_the_contract_says(compose):
         ]  # fmt: skip
     # The webserver and the daemon reach the code through the code server, under the location name `mlplatform`.
     workspace = load_yaml(DEPLOY / "workspace.production.yaml")
-    server = {"host": "code-server", "port": 4000, "location_name": "mlplatform"}
+    server = {
+        "host": {"env": "DAGSTER_CODE_SERVER_HOST"},
+        "port": {"env": "DAGSTER_CODE_SERVER_PORT"},
+        "location_name": "mlplatform",
+    }
     assert workspace == {"load_from": [{"grpc_server": server}]}
+    for name in ("webserver", "daemon"):
+        env = services[name]["environment"]
+        assert (env["DAGSTER_CODE_SERVER_HOST"], env["DAGSTER_CODE_SERVER_PORT"]) == ("code-server", "4000"), name
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "COPY deploy/workspace.production.yaml deploy/celery.yaml /opt/dagster/app/deploy/" in dockerfile
 
@@ -160,6 +172,7 @@ def test_compose_sets_every_variable_the_production_profile_reads(compose, insta
     assert env_refs(instance) == INSTANCE_VARS
     assert env_refs(celery) == {"MLPLATFORM_CELERY_BROKER", "MLPLATFORM_CELERY_BACKEND"}
     for name in CODE_SERVICES:
+        assert services[name]["environment"]["MLPLATFORM_EXECUTOR"] == "celery", name
         missing = PLATFORM_VARS - set(services[name]["environment"])
         assert not missing, f"{name} lacks {sorted(missing)}"
     for name in DAGSTER_SERVICES:
@@ -212,18 +225,32 @@ def test_instance_loads_with_the_run_queue_limits_and_run_monitoring(instance, t
         assert {"key": "mlplatform/training", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in (
             queue.tag_concurrency_limits
         )
-        assert dagster_instance.get_concurrency_config().pool_config.default_pool_limit == 1
+        # The DuckLake takes parallel writers: the warehouse pool is not the embedded default's one slot.
+        assert dagster_instance.get_concurrency_config().pool_config.default_pool_limit == 4
         assert dagster_instance.run_monitoring_enabled
         assert dagster_instance.run_monitoring_max_runtime_seconds > 0  # the dead-run-worker backstop
         assert dagster_instance.managed_python_loggers == ["mlplatform"]
     assert instance["telemetry"] == {"enabled": False}
 
 
-def test_training_tag_limited_by_the_queue_is_the_one_training_jobs_set(instance):
-    from mlplatform.orchestration.jobs import TRAINING_TAG
+def test_the_queues_limits_name_tags_the_jobs_set(instance):
+    """A limit on a tag no run carries limits nothing: every mlplatform/* limit matches runs of real jobs."""
+    from mlplatform.definitions import build_definitions
+    from mlplatform.orchestration.jobs import DATASET_TAG, JOB_TAG, TRAINING_TAG
 
-    keys = {limit["key"] for limit in instance["concurrency"]["runs"]["tag_concurrency_limits"]}
-    assert TRAINING_TAG in keys
+    definitions = build_definitions("production")
+    job_tags = [definitions.resolve_job_def(job.name).tags for job in definitions.jobs if job.name != "__ASSET_JOB"]
+    limits = instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    ours = [limit for limit in limits if limit["key"].startswith("mlplatform/")]
+    assert {limit["key"] for limit in ours} == {TRAINING_TAG, DATASET_TAG, JOB_TAG}
+    for limit in ours:
+        value = limit.get("value")
+        carried = [tags for tags in job_tags if limit["key"] in tags]
+        if isinstance(value, str):
+            carried = [tags for tags in carried if tags[limit["key"]] == value]
+        assert carried, f"no job's runs carry {limit['key']}={value}"
+    # Every job of every dataset says which dataset and which kind of job it is.
+    assert all(DATASET_TAG in tags and JOB_TAG in tags for tags in job_tags)
 
 
 def test_celery_worker_settings_resolve_broker_and_backend_from_the_environment(monkeypatch):
@@ -283,6 +310,10 @@ def test_helm_pod_settings_are_valid_kubernetes(helm):
         validate_k8s({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c"}, "spec": pod})
 
 
+def instance_scheme() -> str:
+    return load_yaml(DEPLOY / "dagster.production.yaml")["storage"]["postgres"]["postgres_db"]["scheme"]
+
+
 def helm_provided(helm: dict, k8s_manifests: list[dict]) -> set[str]:
     """The variables the code server's pods (and so every run and step pod) get from the Helm values."""
     code = helm["dagster-user-deployments"]["deployments"][0]
@@ -299,12 +330,15 @@ def helm_provided(helm: dict, k8s_manifests: list[dict]) -> set[str]:
 def test_helm_values_set_every_variable_the_production_profile_reads(helm, k8s_manifests):
     code = helm["dagster-user-deployments"]["deployments"][0]
     assert helm["generatePostgresqlPasswordSecret"] is False  # the password Secret is deploy/k8s's
-    assert PLATFORM_VARS - helm_provided(helm, k8s_manifests) == set()
+    # The chart renders its own dagster.yaml, so the compute logs' folder is the chart's business.
+    assert PLATFORM_VARS - helm_provided(helm, k8s_manifests) == {"DAGSTER_COMPUTE_LOGS_DIR"}
     # Secrets stay in Secrets.
     plain = {item["name"] for item in code["env"]}
     assert plain.isdisjoint({"DAGSTER_PG_PASSWORD", "AWS_SECRET_ACCESS_KEY", "MLPLATFORM_LAKE_CATALOG"})
     env = {item["name"]: item.get("value") for item in code["env"]}
+    assert env["MLPLATFORM_EXECUTOR"] == "k8s"
     postgres = helm["postgresql"]
+    assert postgres["postgresqlScheme"] == instance_scheme()
     assert (env["DAGSTER_PG_HOST"], env["DAGSTER_PG_USER"], env["DAGSTER_PG_DB"], int(env["DAGSTER_PG_PORT"])) == (
         postgres["postgresqlHost"],
         postgres["postgresqlUsername"],
@@ -424,7 +458,7 @@ def test_dockerfile_installs_the_project_editable_from_its_source_tree():
     instructions = dockerfile_instructions()
     runs = " ".join(args for op, args in instructions if op == "RUN")
     assert "pip install -r requirements.lock" in runs
-    assert "pip install -r requirements-dvc.lock" in runs and "dvc[s3]" in runs
+    assert "pip install -r requirements-dvc.lock" in runs and "dvc[s3]" not in runs
     # load_from_defs_folder needs pyproject.toml ([tool.dg]) above the package: an editable install of the tree.
     assert "pip install --no-deps --no-build-isolation -e ." in runs
     assert any(op == "COPY" and args == "--from=builder /opt/dagster/app /opt/dagster/app" for op, args in instructions)

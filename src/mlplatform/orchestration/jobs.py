@@ -23,6 +23,10 @@ from mlplatform.orchestration.assets.training import MODEL
 # dagster.yaml queues runs with this tag one at a time per value: one training run per dataset at once
 # (a dataset's runs share its training table and artifact folder; two datasets train side by side).
 TRAINING_TAG = "mlplatform/training"
+# Every job's runs carry their dataset and the job's kind (period_pipeline, training, scoring, reference_data), so
+# the production run queue can limit runs per dataset and per kind of job (deploy/dagster.production.yaml).
+DATASET_TAG = "mlplatform/dataset"
+JOB_TAG = "mlplatform/job"
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,11 @@ def dataset_jobs(dataset: Dataset) -> list[dg.UnresolvedAssetJobDefinition]:
     period_assets = [
         key(table(source)) for source in dataset.sources for table in (raw_table, clean_table, quarantine_table)
     ]
+    tags = lambda kind: {DATASET_TAG: dataset.name, JOB_TAG: kind}  # noqa: E731
     jobs = [
         dg.define_asset_job(
             names.periods,
+            tags=tags("period_pipeline"),
             selection=dg.AssetSelection.assets(*period_assets, key(FEATURES_TABLE)),
             description=f"One {dataset.name} period from landing files to features: raw, validated, quarantined, "
             "featurised.",
@@ -57,12 +63,13 @@ def dataset_jobs(dataset: Dataset) -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             names.training,
             selection=dg.AssetSelection.assets(*(key(n) for n in (TRAINING_SET_TABLE, MODEL, EVALUATION, CHAMPION))),
-            tags={TRAINING_TAG: dataset.name},
+            tags={**tags("training"), TRAINING_TAG: dataset.name},
             description=f"Build {dataset.name}'s training set for a target period, train {dataset.model.name}, "
             "evaluate it against the baseline and the champion, and promote it when it passes the gate.",
         ),
         dg.define_asset_job(
             names.scoring,
+            tags=tags("scoring"),
             selection=dg.AssetSelection.assets(key(PREDICTIONS_TABLE)),
             description=f"Score one {dataset.name} period with the champion (and a challenger in its shadow).",
         ),
@@ -71,6 +78,7 @@ def dataset_jobs(dataset: Dataset) -> list[dg.UnresolvedAssetJobDefinition]:
         jobs.append(
             dg.define_asset_job(
                 names.reference,
+                tags=tags("reference_data"),
                 selection=dg.AssetSelection.assets(*(key(table) for table in dataset.reference)),
                 description=f"Load {dataset.name}'s reference tables ({', '.join(dataset.reference)}).",
             )
