@@ -3,6 +3,7 @@
 import importlib.util
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pytest
@@ -42,6 +43,19 @@ def test_init_is_inside_git_with_a_default_remote(repo):
     assert "analytics = false" in shared and "dvc-remote" not in shared
     assert "remote = default" in local and str(repo.root / "data" / "dvc-remote") in local
     assert (repo.root / ".dvc" / ".gitignore").exists()  # made with git, not --no-scm
+
+
+def test_workers_initialising_one_repository_at_once_all_succeed(project):
+    """Steps on several Celery workers share one DVC repository; the first steps of a backfill start together."""
+    repos = [
+        DVCRepo(root=project, executable=default_executable(), remote_url=str(project / "remote"),
+                versions_dir=project / "data" / "versions")
+        for _ in range(4)
+    ]  # fmt: skip
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda repo: repo.ensure_initialised(), repos))
+    assert (project / ".dvc").is_dir()
+    assert "remote" in (project / ".dvc" / "config.local").read_text()
 
 
 def test_init_without_git_uses_no_scm(tmp_path):

@@ -7,6 +7,7 @@ program with ``--wait-for-lock`` and analytics off, and turns a failure into :cl
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from mlplatform.data.lake import endpoint_url
 from mlplatform.data.sql import sql_string
 
 RESTORE_FOLDER = ".restore"
+INIT_LOCK = ".init.lock"
 KEEP_FOLDER = ".keep"
 
 
@@ -71,6 +73,14 @@ class DVCRepo:
     def ensure_initialised(self) -> None:
         """``dvc init`` (inside git when the repository is one) with the default remote and its S3 endpoint, once;
         later calls change the configuration only where it differs."""
+        # Steps on several workers share one repository: without the lock, two first steps both find no .dvc
+        # and the second `dvc init` fails. The lock file sits in the versions folder, which git does not see.
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        with (self.versions_dir / INIT_LOCK).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._initialise()
+
+    def _initialise(self) -> None:
         if not (self.root / ".dvc").is_dir():
             self.run("init", "--quiet", *(() if self.in_git else ("--no-scm",)))
             self.run("config", "core.analytics", "false")
