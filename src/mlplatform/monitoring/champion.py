@@ -23,6 +23,10 @@ from mlplatform.monitoring import drift
 
 REFERENCE_FILE = "reference_profile.json"
 SCORE_COLUMN = "probability"
+# The population stability index from which a shift counts as major (the credit-scoring convention: under 0.1 no
+# change, 0.1-0.25 some, above 0.25 major). A feature at or beyond it is treated as if its link to the label
+# were lost altogether.
+MAJOR_PSI = 0.25
 
 
 def monitored_columns(categorical: list[str], numeric: list[str]) -> dict[str, drift.Kind]:
@@ -78,6 +82,16 @@ def prediction_drift(
     con: duckdb.DuckDBPyConnection, profiles: dict[str, Any], period_scores_sql: str
 ) -> drift.ColumnDrift:
     return drift.compare(profiles["predictions"], con, period_scores_sql).columns[0]
+
+
+def auc_at_risk(report: drift.DriftReport, importance: dict[str, float], major_psi: float = MAJOR_PSI) -> float:
+    """An estimate, in ROC AUC points, of what the period's drift costs the champion: each feature's permutation
+    importance (the AUC it loses when the feature carries no information) times the share of a major shift its
+    PSI reaches, summed. A heavy shift in a feature the model ignores adds nothing; a major shift in the one it
+    relies on adds all that feature is worth. Columns without a PSI (missing, constant, empty) add nothing here:
+    drift monitoring reports them on their own."""
+    shares = {column.column: min(1.0, column.psi / major_psi) for column in report.columns if column.psi is not None}
+    return float(sum(weight * shares.get(feature, 0.0) for feature, weight in importance.items()))
 
 
 @dataclass(frozen=True)
