@@ -59,9 +59,9 @@ from mlplatform.data.features import build_features, history_periods
 from mlplatform.data.landing import period_file, reference_file, seed
 from mlplatform.data.sql import sql_string
 from mlplatform.data.validation import DEFAULT_BATCH_ROWS, split_partition
-from mlplatform.data.warehouse import PARTITION_COLUMN, load_raw_partition, load_reference
+from mlplatform.data.warehouse import load_raw_partition, load_reference
 from mlplatform.datasets import get_dataset
-from mlplatform.datasets.dataset import FEATURES_TABLE, clean_table, raw_table
+from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, clean_table, raw_table
 from mlplatform.orchestration.resources import DUCKDB_MEMORY_LIMIT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,7 +114,7 @@ def prepare(workdir: Path) -> None:
             "history": "SELECT * REPLACE (time_hour::TIMESTAMPTZ AS time_hour) "
             f"FROM {DATASET.table(clean_table('flights'))}",
             "weather": "SELECT * REPLACE (time_hour::TIMESTAMPTZ AS time_hour) "
-            f"FROM {DATASET.table(clean_table('weather'))} WHERE {PARTITION_COLUMN} = '{MONTH}'",
+            f"FROM {DATASET.table(clean_table('weather'))} WHERE {PERIOD_COLUMN} = '{MONTH}'",
             "planes": f"SELECT * FROM {DATASET.table('planes')}",
         }
         for name, query in exports.items():
@@ -135,10 +135,10 @@ def build_scaled_partition(workdir: Path, rows: int) -> Path:
         con.execute(
             f"""
             CREATE TABLE source AS SELECT
-                row_number() OVER (ORDER BY {PARTITION_COLUMN}, day, sched_dep_time, carrier, flight, origin) - 1
+                row_number() OVER (ORDER BY {PERIOD_COLUMN}, day, sched_dep_time, carrier, flight, origin) - 1
                     AS source_row,
                 row_number() OVER (
-                    PARTITION BY carrier, origin, sched_dep_time ORDER BY {PARTITION_COLUMN}, day, flight
+                    PARTITION BY carrier, origin, sched_dep_time ORDER BY {PERIOD_COLUMN}, day, flight
                 ) - 1 AS slot,
                 count(*) OVER (PARTITION BY carrier, origin, sched_dep_time) AS slots,
                 (hash(carrier, origin, sched_dep_time) % 9999)::BIGINT AS key_offset,
@@ -206,7 +206,7 @@ def duckdb_fingerprint(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
         f"""
         SELECT count(*), count_if(is_delayed), count_if(is_cancelled), count(temp), sum(plane_age),
                sum(days_to_holiday), sum(carrier_delay_rate), sum(route_delay_rate), sum(origin_hour_delay_rate)
-        FROM {DATASET.table(FEATURES_TABLE)} WHERE {PARTITION_COLUMN} = ?
+        FROM {DATASET.table(FEATURES_TABLE)} WHERE {PERIOD_COLUMN} = ?
         """,
         [MONTH],
     ).fetchall()[0]
@@ -396,9 +396,9 @@ def us_federal_holidays(year: int) -> list[dt.date]:
 def pandas_features(flights: pd.DataFrame, inputs: Path, params: dict) -> pd.DataFrame:
     """The flights dataset's feature SQL (src/mlplatform/defs/flights/features.sql), in pandas."""
     k, threshold = params["smoothing_flights"], params["delay_threshold_minutes"]
-    history_columns = ["carrier", "origin", "dest", "hour", "dep_delay", PARTITION_COLUMN]
+    history_columns = ["carrier", "origin", "dest", "hour", "dep_delay", PERIOD_COLUMN]
     history = pd.read_parquet(inputs / "history.parquet", columns=history_columns)
-    in_window = history[PARTITION_COLUMN].isin(history_periods(DATASET, MONTH, FEATURES.lookback_periods))
+    in_window = history[PERIOD_COLUMN].isin(history_periods(DATASET, MONTH, FEATURES.lookback_periods))
     history = history[in_window & history["dep_delay"].notna()]
     history = history.assign(delayed=(history["dep_delay"] > threshold).astype(float))
     prior = history["delayed"].mean()
@@ -438,12 +438,12 @@ def pandas_features(flights: pd.DataFrame, inputs: Path, params: dict) -> pd.Dat
         plane_age=features["year"] - features["plane_year"],
         is_cancelled=features["dep_time"].isna(),
         is_delayed=features["dep_delay"] > threshold,
-        **{PARTITION_COLUMN: MONTH},
+        **{PERIOD_COLUMN: MONTH},
     )
     columns = [
         *KEY_COLUMNS, "sched_hour", "weekday", "is_holiday", "days_to_holiday", "distance", "dest", "plane_age",
         *WEATHER_COLUMNS, "carrier_delay_rate", "route_delay_rate", "origin_hour_delay_rate", "is_cancelled",
-        "is_delayed", PARTITION_COLUMN,
+        "is_delayed", PERIOD_COLUMN,
     ]  # fmt: skip
     return features[columns].sort_values(list(KEY_COLUMNS), ignore_index=True)
 

@@ -258,9 +258,7 @@ def test_definitions_show_every_asset_in_its_dataset_group_with_its_stage():
     graph = defs.resolve_asset_graph()
     keys = graph.get_all_asset_keys()
     for dataset in all_datasets().values():
-        stages = {
-            key.path[1]: graph.get(key).tags[STAGE_TAG] for key in keys if key.path[0] == dataset.name
-        }
+        stages = {key.path[1]: graph.get(key).tags[STAGE_TAG] for key in keys if key.path[0] == dataset.name}
         assert stages == _expected_stages(dataset), dataset.name
         assert {graph.get(key).group_name for key in keys if key.path[0] == dataset.name} == {dataset.name}
     for key in keys:

@@ -54,8 +54,9 @@ def test_seed_fills_the_configured_landing_zone(tmp_path, monkeypatch, capsys):
         (["seed", "--dataset", "trains"], "no dataset named 'trains'; declared: employment, flights"),
     ],
 )
-def test_bad_periods_and_unknown_datasets_are_reported_without_a_traceback(tmp_path, monkeypatch, capsys, args,
-                                                                           message):
+def test_bad_periods_and_unknown_datasets_are_reported_without_a_traceback(
+    tmp_path, monkeypatch, capsys, args, message
+):
     monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path / "data"))
     assert main(args) == 1
     err = capsys.readouterr().err
@@ -180,8 +181,9 @@ def churn_sample(tmp_path) -> Path:
     return path
 
 
-def test_new_dataset_scaffolds_a_dataset_that_materializes_a_period(tmp_path, project, churn_sample, monkeypatch,
-                                                                    capsys):
+def test_new_dataset_scaffolds_a_dataset_that_materializes_a_period(
+    tmp_path, project, churn_sample, monkeypatch, capsys
+):
     defs_dir = tmp_path / "defs"
     new = ["new-dataset", "churn", "--sample", str(churn_sample), "--time-column", "year", "--defs-dir", str(defs_dir)]
     assert main([*new, "--label", "churned"]) == 0

@@ -16,9 +16,9 @@ from mlplatform.data.features import build_features
 from mlplatform.data.landing import period_file, reference_file
 from mlplatform.data.validation import split_partition
 from mlplatform.data.versioning import file_md5
-from mlplatform.data.warehouse import PARTITION_COLUMN, load_raw_partition, load_reference
+from mlplatform.data.warehouse import load_raw_partition, load_reference
 from mlplatform.datasets import Dataset
-from mlplatform.datasets.dataset import FEATURES_TABLE
+from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN
 from mlplatform.datasets.declaration import Hyperparameters, ModelSection
 from mlplatform.ml.metrics import roc_auc
 from mlplatform.ml.model import MANIFEST_FILE, WEIGHTS_FILE, Preprocessor, TabularModel, load_model
@@ -84,7 +84,7 @@ def real_features(dataset: Dataset, landing, folder) -> dict[str, pl.DataFrame]:
                 split_partition(con, dataset, contract, period)
             build_features(con, dataset, period, dict(declared.params), declared.lookback_periods)
         frame = pl.from_arrow(con.sql(f"SELECT * FROM {dataset.table(FEATURES_TABLE)}").to_arrow_table())
-    return {period: frame.filter(pl.col(PARTITION_COLUMN) == period) for period in periods}
+    return {period: frame.filter(pl.col(PERIOD_COLUMN) == period) for period in periods}
 
 
 @pytest.fixture(scope="module")

@@ -120,4 +120,3 @@ def test_the_retrain_decision_counts_in_the_dataset_s_own_periods():
     assert in_cooldown(DAILY, "2013-03-01", "2013-02-28", 2) and not in_cooldown(DAILY, "2013-03-02", "2013-02-28", 2)
     with pytest.raises(ValueError, match="yearly period"):
         in_cooldown(YEARLY, "2017-01", "2016", 1)  # a key of another grain is refused, not compared as text
-

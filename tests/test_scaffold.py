@@ -29,8 +29,18 @@ def churn_csv(tmp_path: Path) -> Path:
             churned = int(rng.random() < 0.3)
             amount = round(50 + 40 * churned + rng.gauss(0, 10), 2)
             visits = "NA" if i % 10 == 0 else rng.randint(0, 30)  # 10% missing, written as the platform does
-            writer.writerow([i, 2020 if i <= 100 else 2021, REGIONS[i % 4], CHANNELS[i % 3], amount, visits,
-                             f"note {i % 50}", churned])
+            writer.writerow(
+                [
+                    i,
+                    2020 if i <= 100 else 2021,
+                    REGIONS[i % 4],
+                    CHANNELS[i % 3],
+                    amount,
+                    visits,
+                    f"note {i % 50}",
+                    churned,
+                ]
+            )
     return path
 
 
@@ -70,8 +80,14 @@ def test_csv_contract_states_types_ranges_and_values(tmp_path: Path, churn_csv: 
     columns = table["columns"]
     assert table["natural_key"] == ["id"]
     assert {name: spec["type"] for name, spec in columns.items()} == {
-        "id": "BIGINT", "year": "BIGINT", "region": "VARCHAR", "channel": "VARCHAR", "amount": "DOUBLE",
-        "visits": "BIGINT", "note": "VARCHAR", "churned": "BIGINT",
+        "id": "BIGINT",
+        "year": "BIGINT",
+        "region": "VARCHAR",
+        "channel": "VARCHAR",
+        "amount": "DOUBLE",
+        "visits": "BIGINT",
+        "note": "VARCHAR",
+        "churned": "BIGINT",
     }
     with duckdb.connect() as con:
         low, high = con.execute(f"SELECT min(amount), max(amount) FROM '{churn_csv}'").fetchone()
@@ -144,7 +160,11 @@ def test_parquet_sample_with_a_timestamp(tmp_path: Path, days_apart: int, grain:
     # ts repeats, so the first column naming rows is txn; INTEGER and DECIMAL map to BIGINT and DOUBLE.
     assert table["natural_key"] == ["txn"]
     assert {name: spec["type"] for name, spec in table["columns"].items()} == {
-        "ts": "TIMESTAMP", "txn": "VARCHAR", "items": "BIGINT", "price": "DOUBLE", "method": "VARCHAR",
+        "ts": "TIMESTAMP",
+        "txn": "VARCHAR",
+        "items": "BIGINT",
+        "price": "DOUBLE",
+        "method": "VARCHAR",
         "is_fraud": "BOOLEAN",
     }
     assert table["columns"]["price"]["checks"] == {"in_range": [10.0, 66.0]}
@@ -202,8 +222,9 @@ def test_refuses_a_year_column_cut_finer_than_years(tmp_path: Path, churn_csv: P
 
 def test_needs_a_numeric_feature_for_the_baseline(tmp_path: Path) -> None:
     sample = tmp_path / "s.csv"
-    sample.write_text("id,year,color,bad\n" + "".join(f"{i},2020,{'red' if i % 2 else 'blue'},{i % 2}\n"
-                                                      for i in range(20)))
+    sample.write_text(
+        "id,year,color,bad\n" + "".join(f"{i},2020,{'red' if i % 2 else 'blue'},{i % 2}\n" for i in range(20))
+    )
     with pytest.raises(ValueError, match=r"evaluation\.baseline"):
         scaffold_dataset(tmp_path / "defs", "colors", sample, "year", label="bad")
     assert not (tmp_path / "defs" / "colors").exists()
@@ -221,9 +242,12 @@ def test_a_scaffold_that_does_not_load_is_removed(tmp_path: Path, churn_csv: Pat
 
 def test_keyword_columns_are_quoted_and_the_delimiter_sniffed(tmp_path: Path) -> None:
     sample = tmp_path / "events.csv"
-    sample.write_text("at;order;ok\n" + "".join(
-        f"2021-03-{1 + i % 20:02d}T10:00:00+02:00;{i % 5};{'true' if i % 5 > 2 else 'false'}\n" for i in range(40)
-    ))
+    sample.write_text(
+        "at;order;ok\n"
+        + "".join(
+            f"2021-03-{1 + i % 20:02d}T10:00:00+02:00;{i % 5};{'true' if i % 5 > 2 else 'false'}\n" for i in range(40)
+        )
+    )
     dataset = load_dataset(scaffold_dataset(tmp_path, "events", sample, "at", label="ok"))
 
     assert dataset.declaration.landing.delimiter == ";"

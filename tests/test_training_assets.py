@@ -241,9 +241,11 @@ def test_two_datasets_train_in_one_instance_without_sharing_files(three_periods)
     configs = {"flights": SMALL_RUN, "employment": {"ops": {"employment__model": {"config": {"max_epochs": 2}}}}}
     with dg.DagsterInstance.get() as instance:
         for year in ("2015", "2016"):  # the employment model is trained on 2015 and evaluated on 2016
-            assert defs.resolve_job_def("employment_period_pipeline").execute_in_process(
-                instance=instance, partition_key=year
-            ).success
+            assert (
+                defs.resolve_job_def("employment_period_pipeline")
+                .execute_in_process(instance=instance, partition_key=year)
+                .success
+            )
         runs = {
             name: defs.resolve_job_def(f"{name}_training").execute_in_process(instance=instance, run_config=config)
             for name, config in configs.items()

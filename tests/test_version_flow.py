@@ -124,8 +124,10 @@ def test_dagster_cli_selects_assets_with_dvc_installed(data_dir, project, dagste
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ord() expected" not in done.stderr
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        counts = [con.execute(f"SELECT count(*) FROM flights.{table} WHERE period = '2013-01'").fetchone()[0]
-                  for table in ("raw_flights", "raw_weather")]
+        counts = [
+            con.execute(f"SELECT count(*) FROM flights.{table} WHERE period = '2013-01'").fetchone()[0]
+            for table in ("raw_flights", "raw_weather")
+        ]
     assert counts == [27_004, 2_226]
     assert shutil.which("dvc", path=str(Path(default_executable()).parent))
 

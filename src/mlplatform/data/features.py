@@ -17,8 +17,8 @@ import duckdb
 
 from mlplatform.data.lake import retry_on_conflict
 from mlplatform.data.sql import identifier, sql_string
-from mlplatform.data.warehouse import PARTITION_COLUMN, ensure_schema, partition_row_count, transaction
-from mlplatform.datasets.dataset import FEATURES_TABLE, Dataset, clean_table
+from mlplatform.data.warehouse import ensure_schema, partition_row_count, transaction
+from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, Dataset, clean_table
 
 
 def history_periods(dataset: Dataset, period: str, lookback: int) -> list[str]:
@@ -35,8 +35,8 @@ def feature_views(con: duckdb.DuckDBPyConnection, dataset: Dataset, period: str,
     for source in dataset.sources:
         clean = dataset.table(clean_table(source))
         keys = ", ".join(sql_string(key) for key in history) or "NULL"
-        views[f"current_{source}"] = f"SELECT * FROM {clean} WHERE {PARTITION_COLUMN} = {sql_string(period)}"
-        views[f"history_{source}"] = f"SELECT * FROM {clean} WHERE {PARTITION_COLUMN} IN ({keys})"
+        views[f"current_{source}"] = f"SELECT * FROM {clean} WHERE {PERIOD_COLUMN} = {sql_string(period)}"
+        views[f"history_{source}"] = f"SELECT * FROM {clean} WHERE {PERIOD_COLUMN} IN ({keys})"
     for table in dataset.reference:
         views[table] = f"SELECT * FROM {dataset.table(table)}"
     try:
@@ -53,7 +53,7 @@ def build_features(
 ) -> int:
     """Replace ``period`` of the dataset's features table by its feature SQL; returns the period's row count."""
     table = dataset.table(FEATURES_TABLE)
-    select = f"SELECT *, {sql_string(period)} AS {PARTITION_COLUMN} FROM ({dataset.features_sql})"
+    select = f"SELECT *, {sql_string(period)} AS {PERIOD_COLUMN} FROM ({dataset.features_sql})"
     args = dataset.sql_parameters(period, params)
 
     def build() -> None:
@@ -61,7 +61,7 @@ def build_features(
         with feature_views(con, dataset, period, lookback):
             con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {select} LIMIT 0", args)
             with transaction(con):
-                con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [period])
+                con.execute(f"DELETE FROM {table} WHERE {PERIOD_COLUMN} = ?", [period])
                 con.execute(f"INSERT INTO {table} {select}", args)
 
     retry_on_conflict(build)

@@ -8,8 +8,8 @@ import duckdb
 
 from mlplatform.data.contracts import Contract
 from mlplatform.data.sql import identifier
-from mlplatform.data.warehouse import PARTITION_COLUMN, partition_row_count
-from mlplatform.datasets.dataset import Dataset, clean_table, quarantine_table, raw_table
+from mlplatform.data.warehouse import partition_row_count
+from mlplatform.datasets.dataset import PERIOD_COLUMN, Dataset, clean_table, quarantine_table, raw_table
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def row_conservation(con: duckdb.DuckDBPyConnection, dataset: Dataset, contract:
 def natural_key_unique(con: duckdb.DuckDBPyConnection, table: str, key: tuple[str, ...], period: str) -> Verdict:
     columns = ", ".join(identifier(column) for column in key)
     query = (
-        f"SELECT count(*) FROM (SELECT {columns} FROM {table} WHERE {PARTITION_COLUMN} = ? "
+        f"SELECT count(*) FROM (SELECT {columns} FROM {table} WHERE {PERIOD_COLUMN} = ? "
         f"GROUP BY ALL HAVING count(*) > 1)"
     )
     repeated = con.execute(query, [period]).fetchall()[0][0]
@@ -53,7 +53,7 @@ def quarantine_share(
     quarantined = partition_row_count(con, quarantine, period)
     share = quarantined / raw if raw else 0.0
     top = con.execute(
-        f"SELECT failed_checks, count(*) AS n FROM {quarantine} WHERE {PARTITION_COLUMN} = ? "
+        f"SELECT failed_checks, count(*) AS n FROM {quarantine} WHERE {PERIOD_COLUMN} = ? "
         "GROUP BY ALL ORDER BY n DESC, failed_checks LIMIT 1",
         [period],
     ).fetchall()
@@ -69,8 +69,8 @@ def volume_vs_trailing_periods(
     """The period's row count within ``tolerance`` (a fraction) of the mean of up to ``trailing_periods`` before it."""
     rows = partition_row_count(con, table, period)
     counts = con.execute(
-        f"SELECT count(*) FROM {table} WHERE {PARTITION_COLUMN} < ? GROUP BY {PARTITION_COLUMN} "
-        f"ORDER BY {PARTITION_COLUMN} DESC LIMIT ?",
+        f"SELECT count(*) FROM {table} WHERE {PERIOD_COLUMN} < ? GROUP BY {PERIOD_COLUMN} "
+        f"ORDER BY {PERIOD_COLUMN} DESC LIMIT ?",
         [period, trailing_periods],
     ).fetchall()
     if not counts:
@@ -87,7 +87,7 @@ def volume_vs_trailing_periods(
 def null_shares(con: duckdb.DuckDBPyConnection, contract: Contract, table: str, period: str) -> Verdict:
     """Each column's share of nulls against the most its contract expects."""
     shares = ", ".join(f"avg(({identifier(name)} IS NULL)::DOUBLE)" for name in contract.columns)
-    values = con.execute(f"SELECT {shares} FROM {table} WHERE {PARTITION_COLUMN} = ?", [period]).fetchall()[0]
+    values = con.execute(f"SELECT {shares} FROM {table} WHERE {PERIOD_COLUMN} = ?", [period]).fetchall()[0]
     observed = {name: value or 0.0 for name, value in zip(contract.columns, values, strict=True)}
     over = [
         f"{name} {share:.2%} > {contract.fields[name].max_null_share:.0%}"

@@ -17,12 +17,11 @@ from mlplatform.data.lake import retry_on_conflict
 from mlplatform.data.sql import identifier
 from mlplatform.data.warehouse import (
     FAILED_CHECKS_COLUMN,
-    PARTITION_COLUMN,
     ensure_tables,
     partition_row_count,
     transaction,
 )
-from mlplatform.datasets.dataset import Dataset, clean_table, period_sql, quarantine_table, raw_table
+from mlplatform.datasets.dataset import PERIOD_COLUMN, Dataset, clean_table, period_sql, quarantine_table, raw_table
 
 # Only failing rows come back from a batch, so 1M-row batches keep a 10M-row period at 1.4-1.6 GB peak
 # (docs/benchmarks.md).
@@ -52,7 +51,7 @@ def split_partition(
     """
     schema = contract.schema()
     raw, clean, quarantine = (dataset.table(name(contract.name)) for name in (raw_table, clean_table, quarantine_table))
-    in_period = f"{PARTITION_COLUMN} = $period"
+    in_period = f"{PERIOD_COLUMN} = $period"
     in_range = f"{period_sql(dataset, contract.name, 't.' + identifier(contract.time_column))} = $period"
 
     # The whole split, validation included, runs again on a conflict: the rowids it joins on are the snapshot's.
@@ -68,7 +67,7 @@ def split_partition(
                 ]
                 con.register("failed", pl.concat([_no_failures(), *failures]).to_arrow())
                 for table in (clean, quarantine):
-                    con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = $period", {"period": period})
+                    con.execute(f"DELETE FROM {table} WHERE {PERIOD_COLUMN} = $period", {"period": period})
                 con.execute(
                     f"INSERT INTO {clean} SELECT * FROM {raw} AS r ANTI JOIN failed AS f ON r.rowid = f.{_ROW} "
                     f"WHERE {in_period}",

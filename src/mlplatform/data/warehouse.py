@@ -9,7 +9,7 @@ table can conflict at commit; each write is then run again whole (:func:`~mlplat
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -21,7 +21,6 @@ from mlplatform.data.landing import LandingFileError
 from mlplatform.data.sql import identifier, sql_string
 from mlplatform.datasets.dataset import PERIOD_COLUMN, Dataset, clean_table, quarantine_table, raw_table
 
-PARTITION_COLUMN = PERIOD_COLUMN
 SOURCE_COLUMN = "source_file"
 FAILED_CHECKS_COLUMN = "failed_checks"
 _READ_AS = {"TIMESTAMP": "TIMESTAMPTZ"}
@@ -53,7 +52,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, dataset: Dataset, contract: Co
     """Create the raw, clean and quarantine tables of a source if they do not exist."""
     ensure_schema(con, dataset)
     columns = ", ".join(f"{identifier(name)} {sql_type}" for name, sql_type in contract.sql_types.items())
-    lineage = f"{PARTITION_COLUMN} VARCHAR NOT NULL, {SOURCE_COLUMN} VARCHAR NOT NULL"
+    lineage = f"{PERIOD_COLUMN} VARCHAR NOT NULL, {SOURCE_COLUMN} VARCHAR NOT NULL"
     con.execute(f"CREATE TABLE IF NOT EXISTS {dataset.table(raw_table(contract.name))} ({columns}, {lineage})")
     con.execute(f"CREATE TABLE IF NOT EXISTS {dataset.table(clean_table(contract.name))} ({columns}, {lineage})")
     con.execute(
@@ -73,19 +72,11 @@ def load_raw_partition(
     """
     table = dataset.table(raw_table(contract.name))
 
-    def load() -> None:
-        ensure_tables(con, dataset, contract)
-        source = _source(con, dataset, contract, path)
-        try:
-            with transaction(con):
-                con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [period])
-                con.execute(f"INSERT INTO {table} SELECT *, ?, ? FROM ({source})", [period, path.name])
-        except duckdb.TransactionException:
-            raise
-        except duckdb.Error as error:
-            raise _landing_error(path, contract, error) from error
+    def replace_period(source: str) -> None:
+        con.execute(f"DELETE FROM {table} WHERE {PERIOD_COLUMN} = ?", [period])
+        con.execute(f"INSERT INTO {table} SELECT *, ?, ? FROM ({source})", [period, path.name])
 
-    retry_on_conflict(load)
+    _load_file(con, dataset, contract, path, lambda: ensure_tables(con, dataset, contract), replace_period)
     return partition_row_count(con, table, period)
 
 
@@ -93,19 +84,36 @@ def load_reference(con: duckdb.DuckDBPyConnection, dataset: Dataset, contract: C
     """Replace the whole reference table ``contract.name`` with one landing file; returns the row count."""
     table = dataset.table(contract.name)
 
-    def load() -> None:
-        ensure_schema(con, dataset)
+    def replace_table(source: str) -> None:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS {source}")
+
+    _load_file(con, dataset, contract, path, lambda: ensure_schema(con, dataset), replace_table)
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
+def _load_file(
+    con: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    contract: Contract,
+    path: Path,
+    prepare: Callable[[], None],
+    write: Callable[[str], None],
+) -> None:
+    """``prepare()``, then ``write(<the file as a SELECT>)`` in one transaction, run again whole on a conflict.
+    Any other DuckDB error reading the file is the file's: a :class:`LandingFileError` naming it."""
+
+    def attempt() -> None:
+        prepare()
         source = _source(con, dataset, contract, path)
         try:
             with transaction(con):
-                con.execute(f"CREATE OR REPLACE TABLE {table} AS {source}")
+                write(source)
         except duckdb.TransactionException:
             raise
         except duckdb.Error as error:
             raise _landing_error(path, contract, error) from error
 
-    retry_on_conflict(load)
-    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    retry_on_conflict(attempt)
 
 
 def _source(con: duckdb.DuckDBPyConnection, dataset: Dataset, contract: Contract, path: Path) -> str:
@@ -116,7 +124,7 @@ def _source(con: duckdb.DuckDBPyConnection, dataset: Dataset, contract: Contract
 
 def replace_from_parquet(con: duckdb.DuckDBPyConnection, table: str, period: str | None, path: Path) -> int:
     """Replace ``table`` (one period of it, if given) with the rows of an exported version, atomically."""
-    where = f"WHERE {PARTITION_COLUMN} = $period" if period else ""
+    where = f"WHERE {PERIOD_COLUMN} = $period" if period else ""
     params = {"period": period} if period else {}
 
     def replace() -> None:
@@ -130,14 +138,14 @@ def replace_from_parquet(con: duckdb.DuckDBPyConnection, table: str, period: str
 
 def content_hash(con: duckdb.DuckDBPyConnection, table: str, period: str | None = None) -> str:
     """An order-independent hash of a table's rows (of one period, if given): equal data, equal hash."""
-    where = f"WHERE {PARTITION_COLUMN} = $period" if period else ""
+    where = f"WHERE {PERIOD_COLUMN} = $period" if period else ""
     query = f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {table} AS t {where}"
     rows, total = con.execute(query, {"period": period} if period else {}).fetchall()[0]
     return f"{rows}-{total & (2**128 - 1):032x}"
 
 
 def partition_row_count(con: duckdb.DuckDBPyConnection, table: str, period: str) -> int:
-    query = f"SELECT count(*) FROM {table} WHERE {PARTITION_COLUMN} = ?"
+    query = f"SELECT count(*) FROM {table} WHERE {PERIOD_COLUMN} = ?"
     return con.execute(query, [period]).fetchall()[0][0]
 
 

@@ -6,15 +6,15 @@ import duckdb
 import polars as pl
 
 from mlplatform.data.lake import retry_on_conflict
-from mlplatform.data.warehouse import PARTITION_COLUMN, partition_row_count, transaction
-from mlplatform.datasets.dataset import FEATURES_TABLE, PREDICTIONS_TABLE, Dataset
+from mlplatform.data.warehouse import partition_row_count, transaction
+from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, PREDICTIONS_TABLE, Dataset
 from mlplatform.ml.model import TabularModel
 
 CHAMPION_SCORE, CHALLENGER_SCORE = "probability", "challenger_probability"
 
 
 def period_features(con: duckdb.DuckDBPyConnection, dataset: Dataset, period: str) -> pl.DataFrame:
-    query = f"SELECT * FROM {dataset.table(FEATURES_TABLE)} WHERE {PARTITION_COLUMN} = ?"
+    query = f"SELECT * FROM {dataset.table(FEATURES_TABLE)} WHERE {PERIOD_COLUMN} = ?"
     frame = pl.from_arrow(con.sql(query, params=[period]).to_arrow_table())
     if frame.is_empty():
         raise ValueError(f"{dataset.name} features have no rows for {period}: materialize that period first")
@@ -33,7 +33,7 @@ def score_period(
     challenger_version, challenger_scores = None, None
     if challenger is not None:
         challenger_version, challenger_scores = challenger[0], challenger[1].predict(features)
-    return features.select(*dataset.declaration.features.key, PARTITION_COLUMN, dataset.label).with_columns(
+    return features.select(*dataset.declaration.features.key, PERIOD_COLUMN, dataset.label).with_columns(
         pl.lit(champion_version, pl.String).alias("model_version"),
         pl.Series(CHAMPION_SCORE, champion_model.predict(features), pl.Float32),
         pl.lit(challenger_version, pl.String).alias("challenger_version"),
@@ -52,7 +52,7 @@ def replace_predictions(
     def replace() -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM scored LIMIT 0")
         with transaction(con):
-            con.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} = ?", [period])
+            con.execute(f"DELETE FROM {table} WHERE {PERIOD_COLUMN} = ?", [period])
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM scored")
 
     con.register("scored", predictions.to_arrow())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 
 from mlplatform.data.lake import retry_on_conflict
-from mlplatform.data.warehouse import PARTITION_COLUMN, ensure_schema
-from mlplatform.datasets.dataset import FEATURES_TABLE, TRAINING_SET_TABLE, Dataset
+from mlplatform.data.warehouse import ensure_schema
+from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, TRAINING_SET_TABLE, Dataset
 
 SPLIT_COLUMN = "split"
 TRAIN, HOLDOUT = "train", "holdout"
@@ -23,7 +23,7 @@ def periods_with_features(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> s
     ).fetchall()[0][0]
     if not exists:
         return set()
-    query = f"SELECT DISTINCT {PARTITION_COLUMN} FROM {dataset.table(FEATURES_TABLE)}"
+    query = f"SELECT DISTINCT {PERIOD_COLUMN} FROM {dataset.table(FEATURES_TABLE)}"
     return {row[0] for row in con.execute(query).fetchall()}
 
 
@@ -48,8 +48,8 @@ def build_training_set(con: duckdb.DuckDBPyConnection, dataset: Dataset, target:
         ensure_schema(con, dataset)
         con.execute(
             f"CREATE OR REPLACE TABLE {table} AS SELECT *, "
-            f"CASE WHEN {PARTITION_COLUMN} = $target THEN '{HOLDOUT}' ELSE '{TRAIN}' END AS {SPLIT_COLUMN} "
-            f"FROM {dataset.table(FEATURES_TABLE)} WHERE {PARTITION_COLUMN} IN (SELECT unnest($periods))",
+            f"CASE WHEN {PERIOD_COLUMN} = $target THEN '{HOLDOUT}' ELSE '{TRAIN}' END AS {SPLIT_COLUMN} "
+            f"FROM {dataset.table(FEATURES_TABLE)} WHERE {PERIOD_COLUMN} IN (SELECT unnest($periods))",
             {"target": target, "periods": [*window_periods(dataset, target, window), target]},
         )
 

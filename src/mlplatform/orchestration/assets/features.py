@@ -4,9 +4,8 @@ import dagster as dg
 
 from mlplatform.data.features import build_features, history_periods
 from mlplatform.data.sql import identifier
-from mlplatform.data.warehouse import PARTITION_COLUMN
 from mlplatform.datasets import Dataset
-from mlplatform.datasets.dataset import FEATURES_TABLE, clean_table
+from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, clean_table
 from mlplatform.orchestration.assets.common import (
     DUCKDB_POOL,
     asset_key,
@@ -78,7 +77,7 @@ def features_asset(dataset: Dataset) -> dg.AssetsDefinition:
             rows = build_features(con, dataset, period, config, lookback)
             log.info("features built", rows=rows, lookback_periods=lookback)
             positive_share = con.execute(
-                f"SELECT avg({identifier(label)}::DOUBLE) FROM {table} WHERE {PARTITION_COLUMN} = ?", [period]
+                f"SELECT avg({identifier(label)}::DOUBLE) FROM {table} WHERE {PERIOD_COLUMN} = ?", [period]
             ).fetchall()[0][0]
             version, data_version = versioned(con, dvc, dataset, FEATURES_TABLE, period)
             history = [*history_periods(dataset, period, lookback), period]

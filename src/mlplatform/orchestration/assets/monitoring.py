@@ -6,9 +6,8 @@ import dagster as dg
 import polars as pl
 
 from mlplatform.data.sql import identifier, sql_string
-from mlplatform.data.warehouse import PARTITION_COLUMN
 from mlplatform.datasets import Dataset
-from mlplatform.datasets.dataset import FEATURES_TABLE, PREDICTIONS_TABLE
+from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, PREDICTIONS_TABLE
 from mlplatform.markdown import markdown_table
 from mlplatform.ml import registry
 from mlplatform.ml.model import artifact_folder
@@ -74,7 +73,7 @@ def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
         config = with_overrides(declared, run_config(context))
         with duckdb.get_connection() as con, run_logger(context) as log:
             champion, profiles = _champion_and_profiles(con, dataset, dvc)
-            rows = f"SELECT * FROM {dataset.table(FEATURES_TABLE)} WHERE {PARTITION_COLUMN} = {sql_string(period)}"
+            rows = f"SELECT * FROM {dataset.table(FEATURES_TABLE)} WHERE {PERIOD_COLUMN} = {sql_string(period)}"
             report = monitoring.feature_drift(con, profiles, rows, config.drift_share)
             target = registry.get_version(con, dataset.model.name, champion.version).target_period
             log.info("feature drift", dataset_drift=report.dataset_drift, drifted=report.drifted_columns)
@@ -216,7 +215,7 @@ def _champion_and_profiles(con, dataset: Dataset, dvc: DVCResource) -> tuple[reg
 def _champion_predictions(con, dataset: Dataset, period: str, version: str, columns: str) -> str:
     """The query for the period's predictions by ``version``; an error saying what to do when there are none."""
     table = dataset.table(PREDICTIONS_TABLE)
-    where = f"{PARTITION_COLUMN} = {sql_string(period)} AND model_version = {sql_string(version)}"
+    where = f"{PERIOD_COLUMN} = {sql_string(period)} AND model_version = {sql_string(version)}"
     if not con.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchall()[0][0]:
         raise dg.Failure(
             f"{period} has no predictions by the champion {version}: materialize "

@@ -9,9 +9,8 @@ import polars as pl
 import torch
 
 from mlplatform.data.versioning import file_md5, git_revision
-from mlplatform.data.warehouse import PARTITION_COLUMN
 from mlplatform.datasets import Dataset
-from mlplatform.datasets.dataset import FEATURES_TABLE, TRAINING_SET_TABLE
+from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, TRAINING_SET_TABLE
 from mlplatform.markdown import markdown_table
 from mlplatform.ml.metrics import log_loss, roc_auc
 from mlplatform.ml.model import ARTIFACT_NAME
@@ -119,7 +118,7 @@ def model_asset(dataset: Dataset) -> dg.AssetsDefinition:
         repo, source = dvc.repo(), training_set_path(dvc, dataset)
         frame = pl.read_parquet(source)
         holdout = frame.filter((pl.col(SPLIT_COLUMN) == HOLDOUT) & pl.col(label).is_not_null())
-        train_periods = frame.filter(pl.col(SPLIT_COLUMN) == TRAIN)[PARTITION_COLUMN]
+        train_periods = frame.filter(pl.col(SPLIT_COLUMN) == TRAIN)[PERIOD_COLUMN]
         with run_logger(context) as log:
             result = train(
                 frame.filter(pl.col(SPLIT_COLUMN) == TRAIN),
@@ -136,7 +135,7 @@ def model_asset(dataset: Dataset) -> dg.AssetsDefinition:
                 "best_epoch": result.best_epoch,
                 "training_data_version": file_md5(source),
                 "window": f"{train_periods.min()}..{train_periods.max()}",
-                "target_period": holdout[PARTITION_COLUMN].first(),
+                "target_period": holdout[PERIOD_COLUMN].first(),
                 "code_version": git_revision(repo.root),
                 "libraries": _library_versions(),
             }
