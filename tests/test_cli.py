@@ -253,5 +253,6 @@ def test_the_command_works_under_the_production_profile(tmp_path, monkeypatch, c
     monkeypatch.setenv("MLPLATFORM_DVC_REPO", str(project))
     monkeypatch.setenv("MLPLATFORM_DVC_VERSIONS_DIR", str(project / "versions"))
     monkeypatch.setenv("MLPLATFORM_DVC_REMOTE_URL", str(tmp_path / "remote"))
+    monkeypatch.setenv("MLPLATFORM_S3_ENDPOINT", "")  # set, and empty: AWS S3, or as here a remote of another kind
     assert main(["seed", "--dataset", "employment", "--partitions", "2016"]) == 0
     assert (tmp_path / "shared-landing" / "employment" / "people" / "2016.csv").is_file()

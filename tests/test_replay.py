@@ -29,6 +29,8 @@ def test_a_drifted_month_triggers_a_retrain_that_is_promoted(tmp_path, flights):
     assert first and by_month["2013-04"].champion_version == first
     # Weather and historical rates move with the season: April drifts against January and February.
     assert by_month["2013-04"].drifted_share >= 0.5 and "temp" in by_month["2013-04"].drifted_features
+    # Beside it, the same drift weighed by what the champion relies on (its permutation importance).
+    assert 0 <= by_month["2013-04"].auc_at_risk < 0.5
     assert by_month["2013-04"].retrain.startswith("drift: dataset drift") and "promoted" in by_month["2013-04"].retrain
     assert by_month["2013-05"].champion_version not in (None, first)  # May is scored by the retrained model
     assert drift.scored_from == "2013-04" and [row.period for row in drift.scored] == ["2013-04", "2013-05"]

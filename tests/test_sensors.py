@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import threading
+from dataclasses import replace
 from functools import cache
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -19,16 +20,23 @@ from conftest import seed_periods
 from mlplatform.data.landing import file_sha256, period_file
 from mlplatform.datasets import Dataset, all_datasets
 from mlplatform.datasets.dataset import FEATURES_TABLE, raw_table
+from mlplatform.datasets.declaration import MonitoringSection
 from mlplatform.orchestration.assets.common import asset_key
 from mlplatform.orchestration.assets.monitoring import FEATURE_DRIFT, PERFORMANCE
 from mlplatform.orchestration.assets.serving import TRIGGER_TAG
 from mlplatform.orchestration.component import dataset_definitions
-from mlplatform.orchestration.jobs import job_names
+from mlplatform.orchestration.jobs import dataset_jobs, job_names
 from mlplatform.orchestration.resources import resources_for
 from mlplatform.orchestration.resources.alerts import AlertWebhook
 from mlplatform.orchestration.resources.landing import LandingZone
 from mlplatform.orchestration.sensors.alerts import run_failure_alert_sensor
-from mlplatform.orchestration.sensors.retraining import DRIFT_PERIOD_TAG, DRIFT_REASON_TAG, DRIFTED_FEATURES_TAG
+from mlplatform.orchestration.sensors.retraining import (
+    AUC_AT_RISK_TAG,
+    DRIFT_PERIOD_TAG,
+    DRIFT_REASON_TAG,
+    DRIFTED_FEATURES_TAG,
+    drift_retrain_sensor,
+)
 
 
 @cache
@@ -164,7 +172,9 @@ def test_landing_sensor_waits_for_the_reference_files(flights, tmp_path):
     assert not result.run_requests and "no reference files" in result.skip_reason.skip_message
 
 
-def _monitored(instance, dataset, period, champion="v1", drift=False, auc_drop=0.0, degraded=False, labelled=True):
+def _monitored(
+    instance, dataset, period, champion="v1", drift=False, auc_drop=0.0, degraded=False, labelled=True, at_risk=None
+):
     drifted = dataset.feature_columns[:3] if drift else []
     feature_drift = {
         "dataset_drift": drift,
@@ -172,6 +182,7 @@ def _monitored(instance, dataset, period, champion="v1", drift=False, auc_drop=0
         "drifted_features": dg.MetadataValue.json(drifted),
         "champion_version": champion,
         "champion_target_period": seed_periods(dataset)[1],
+        **({"auc_at_risk": at_risk} if at_risk is not None else {}),
     }
     performance = {"champion_version": champion}
     performance |= {"auc_drop": auc_drop, "degraded": degraded} if labelled else {"labels": "not yet"}
@@ -207,6 +218,35 @@ def test_drift_requests_one_retrain_per_episode_with_why_in_the_tags(flights):
         _monitored(instance, flights, "2013-06", champion="v2", auc_drop=0.08, degraded=True)  # past the cooldown
         [retrain], cursor = _retrain_tick(instance, flights, cursor)
         assert retrain.run_key == "retrain:2013-06:v2" and "ROC AUC 0.080 below" in retrain.tags[DRIFT_REASON_TAG]
+
+
+def test_the_risk_policy_retrains_on_auc_at_risk_or_lost_not_on_the_share_of_drifted_features(flights):
+    monitoring = MonitoringSection(retrain_policy="risk", retrain_cost=0.01, cooldown_periods=0)
+    risky = replace(flights, declaration=flights.declaration.model_copy(update={"monitoring": monitoring}))
+    sensor = drift_retrain_sensor(risky, dataset_jobs(risky))
+    assert "retrain_cost (0.01)" in sensor.description
+
+    def tick(instance, cursor=None):
+        result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+        return list(result.run_requests or []), result.cursor
+
+    with dg.instance_for_test() as instance:
+        # 60% of the features drifted, but in features the champion barely uses: the old policy's retrain.
+        _monitored(instance, flights, "2013-04", drift=True, at_risk=0.004)
+        requests, cursor = tick(instance)
+        assert requests == []
+        # Few features drifted, but the one it relies on: the drift puts 0.03 AUC at risk.
+        _monitored(instance, flights, "2013-05", at_risk=0.03)
+        [retrain], cursor = tick(instance, cursor)
+        assert retrain.tags[DRIFT_PERIOD_TAG] == "2013-05" and retrain.tags[AUC_AT_RISK_TAG] == "0.0300"
+        assert retrain.tags[DRIFT_REASON_TAG] == "drift puts 0.030 ROC AUC at risk (cost 0.010)"
+        # No drift to speak of, but once labels arrived the champion had lost 0.02 AUC.
+        _monitored(instance, flights, "2013-06", champion="v2", at_risk=0.001, auc_drop=0.02)
+        [retrain], cursor = tick(instance, cursor)
+        assert "ROC AUC 0.020 below the champion's held-out AUC" in retrain.tags[DRIFT_REASON_TAG]
+        # A champion trained before importance was measured has no risk figure: only realised AUC counts.
+        _monitored(instance, flights, "2013-07", champion="v3", drift=True, auc_drop=0.005)
+        assert tick(instance, cursor)[0] == []
 
 
 def test_the_retrain_window_is_the_periods_with_features_before_the_drift(flights):

@@ -111,6 +111,13 @@ def test_the_model_is_trained_on_the_versioned_training_set_and_evaluated(three_
     assert artifact.manifest["metrics"]["holdout_roc_auc"] == pytest.approx(model["holdout_roc_auc"].value)
     assert artifact.manifest["model"] == "flights_delay" and artifact.manifest["dataset"] == "flights"
     assert {"torch", "polars", "duckdb"} <= set(artifact.manifest["libraries"])
+    # Permutation importance on the held-out month, for every feature, kept with the model for the retrain signal.
+    importance = artifact.manifest["feature_importance"]
+    flights = get_dataset("flights").model
+    assert set(importance) == {*flights.categorical, *flights.numeric}
+    assert all(value >= 0 for value in importance.values())
+    assert max(importance.values()) > 0.01  # the model leans on something
+    assert "auc_lost" in model["feature_importance"].value
     holdout = pl.read_parquet(three_periods / "versions" / "flights" / "training_set" / "training_set.parquet")
     assert artifact.predict(holdout.head(10)).shape == (10,)
 

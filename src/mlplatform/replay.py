@@ -52,6 +52,7 @@ class PeriodRow:
     champion_roc_auc: float | None = None
     drifted_share: float | None = None
     drifted_features: list[str] = field(default_factory=list)
+    auc_at_risk: float | None = None  # the drift weighed by the champion's permutation importance
     retrain: str = ""  # why a retrain was requested after this period, and what came of it
 
 
@@ -250,6 +251,7 @@ def _period_row(dataset: Dataset, defs: dg.Definitions, instance: dg.DagsterInst
         champion_roc_auc=performance.get("roc_auc"),
         drifted_share=drift.get("drifted_share"),
         drifted_features=list(drift.get("drifted_features", [])),
+        auc_at_risk=drift.get("auc_at_risk"),
     )
 
 

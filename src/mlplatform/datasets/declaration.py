@@ -137,6 +137,15 @@ class MonitoringSection(Section):
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Share of drifted features for dataset drift.")
     max_auc_drop: float = Field(default=0.05, ge=0, le=1, description="AUC drop below held-out that calls a retrain.")
     cooldown_periods: int = Field(default=2, ge=0, description="No retrain within this many periods of the last.")
+    retrain_policy: Literal["share", "risk"] = Field(
+        default="share",
+        description="share: retrain on dataset drift (drift_share of the features) or an AUC drop past "
+        "max_auc_drop. risk: retrain when the ROC AUC the period's drift puts at risk (drift weighed by the "
+        "champion's permutation importance), or the AUC it lost once labels arrived, exceeds retrain_cost.",
+    )
+    retrain_cost: float = Field(
+        default=0.01, ge=0, le=1, description="risk policy: ROC AUC a retrain must be expected to win back."
+    )
 
 
 class DatasetDeclaration(Section):

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from mlplatform.data.sql import sql_string
+from mlplatform.datasets.declaration import MonitoringSection
 from mlplatform.datasets.periods import Periods
 from mlplatform.ml.evaluation import summary
 from mlplatform.monitoring import drift
@@ -84,14 +85,20 @@ def prediction_drift(
     return drift.compare(profiles["predictions"], con, period_scores_sql).columns[0]
 
 
-def auc_at_risk(report: drift.DriftReport, importance: dict[str, float], major_psi: float = MAJOR_PSI) -> float:
-    """An estimate, in ROC AUC points, of what the period's drift costs the champion: each feature's permutation
-    importance (the AUC it loses when the feature carries no information) times the share of a major shift its
-    PSI reaches, summed. A heavy shift in a feature the model ignores adds nothing; a major shift in the one it
-    relies on adds all that feature is worth. Columns without a PSI (missing, constant, empty) add nothing here:
-    drift monitoring reports them on their own."""
+def risk_by_feature(
+    report: drift.DriftReport, importance: dict[str, float], major_psi: float = MAJOR_PSI
+) -> dict[str, float]:
+    """Each feature's share of :func:`auc_at_risk`: its permutation importance (the ROC AUC the champion loses when
+    the feature carries no information) times the share of a major shift its PSI reaches. Columns without a PSI
+    (missing, constant, empty) count 0 here: drift monitoring reports them on their own."""
     shares = {column.column: min(1.0, column.psi / major_psi) for column in report.columns if column.psi is not None}
-    return float(sum(weight * shares.get(feature, 0.0) for feature, weight in importance.items()))
+    return {feature: weight * shares.get(feature, 0.0) for feature, weight in importance.items()}
+
+
+def auc_at_risk(report: drift.DriftReport, importance: dict[str, float], major_psi: float = MAJOR_PSI) -> float:
+    """An estimate, in ROC AUC points, of what the period's drift costs the champion: a heavy shift in a feature
+    the model ignores adds nothing; a major shift in the one it relies on adds all that feature is worth."""
+    return float(sum(risk_by_feature(report, importance, major_psi).values()))
 
 
 @dataclass(frozen=True)
@@ -130,13 +137,17 @@ class PeriodSignals:
     drifted_features: tuple[str, ...] = ()
     auc_drop: float | None = None
     degraded: bool = False
+    auc_at_risk: float | None = None  # None: the champion was trained before importance was measured
 
 
-def retrain_reason(signals: PeriodSignals, periods: Periods) -> str | None:
-    """Why this period calls for a retrain, or None (always None up to the champion's own held-out period:
-    a retrain there could only learn what the champion already learnt)."""
+def retrain_reason(signals: PeriodSignals, periods: Periods, settings: MonitoringSection | None = None) -> str | None:
+    """Why this period calls for a retrain under ``settings.retrain_policy``, or None (always None up to the
+    champion's own held-out period: a retrain there could only learn what the champion already learnt)."""
+    settings = settings or MonitoringSection()
     if periods.index(signals.period) <= periods.index(signals.champion_target_period):
         return None
+    if settings.retrain_policy == "risk":
+        return _risk_reason(signals, settings.retrain_cost)
     reasons = []
     if signals.dataset_drift:
         reasons.append(
@@ -144,6 +155,17 @@ def retrain_reason(signals: PeriodSignals, periods: Periods) -> str | None:
         )
     if signals.degraded and signals.auc_drop is not None:
         reasons.append(f"ROC AUC {signals.auc_drop:.3f} below the champion's held-out AUC")
+    return "; ".join(reasons) or None
+
+
+def _risk_reason(signals: PeriodSignals, cost: float) -> str | None:
+    """The expected gain of a retrain, the larger of the AUC the drift puts at risk and the AUC already lost,
+    against its cost."""
+    reasons = []
+    if signals.auc_at_risk is not None and signals.auc_at_risk > cost:
+        reasons.append(f"drift puts {signals.auc_at_risk:.3f} ROC AUC at risk (cost {cost:.3f})")
+    if signals.auc_drop is not None and signals.auc_drop > cost:
+        reasons.append(f"ROC AUC {signals.auc_drop:.3f} below the champion's held-out AUC (cost {cost:.3f})")
     return "; ".join(reasons) or None
 
 

@@ -2,6 +2,8 @@
 the champion's reference profiles and held-out metrics. They follow new data by declarative automation; the
 retrain sensor reads their metadata."""
 
+import json
+
 import dagster as dg
 import polars as pl
 
@@ -10,7 +12,7 @@ from mlplatform.datasets import Dataset
 from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, PREDICTIONS_TABLE
 from mlplatform.markdown import markdown_table
 from mlplatform.ml import registry
-from mlplatform.ml.model import artifact_folder
+from mlplatform.ml.model import MANIFEST_FILE, artifact_folder
 from mlplatform.ml.scoring import CHAMPION_SCORE
 from mlplatform.monitoring import champion as monitoring
 from mlplatform.orchestration.assets.common import (
@@ -62,7 +64,8 @@ def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
         [FEATURES_TABLE, CHAMPION],
         "The period's features against the champion's training profile, with Evidently 0.7's default tests "
         "(Wasserstein or Jensen-Shannon on large references, KS or chi-square on small ones) and PSI beside them. "
-        "The period drifts when the share of drifted features reaches drift_share.",
+        "The period drifts when the share of drifted features reaches drift_share. auc_at_risk weighs each "
+        "feature's PSI by the champion's permutation importance: the ROC AUC the drift may cost it.",
         config_schema=section_schema(declared, ["drift_share"]),
         check_specs=[
             dg.AssetCheckSpec(NO_DATASET_DRIFT, asset=key, description="Fewer features drifted than the share.")
@@ -76,10 +79,19 @@ def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
             rows = f"SELECT * FROM {dataset.table(FEATURES_TABLE)} WHERE {PERIOD_COLUMN} = {sql_string(period)}"
             report = monitoring.feature_drift(con, profiles, rows, config.drift_share)
             target = registry.get_version(con, dataset.model.name, champion.version).target_period
-            log.info("feature drift", dataset_drift=report.dataset_drift, drifted=report.drifted_columns)
+            importance = _champion_importance(dvc, champion.version)
+            risk = monitoring.risk_by_feature(report, importance)
+            log.info("feature drift", dataset_drift=report.dataset_drift, auc_at_risk=sum(risk.values()) or None)
         table = pl.DataFrame(report.to_rows()).select(
             "column", "test", "statistic", "threshold", "drifted", "psi", "status", "current_null_share"
         )
+        if importance:
+            table = table.with_columns(
+                importance=pl.col("column").replace_strict(importance, default=None, return_dtype=pl.Float64),
+                auc_at_risk=pl.col("column").replace_strict(risk, default=None, return_dtype=pl.Float64),
+            )
+        # What the risk policy decides on; absent for a champion trained before importance was measured.
+        at_risk = {"auc_at_risk": float(sum(risk.values()))} if importance else {}
         tested = [column for column in report.columns if column.statistic is not None]
         yield dg.MaterializeResult(
             metadata={
@@ -88,6 +100,7 @@ def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
                 "drifted_features": dg.MetadataValue.json(report.drifted_columns),
                 "champion_version": champion.version,
                 "champion_target_period": target,
+                **at_risk,
                 "features": dg.MetadataValue.md(markdown_table(table.with_columns(pl.selectors.float().round(4)))),
                 "drift_chart": dg.MetadataValue.md(
                     bar_chart(
@@ -210,6 +223,12 @@ def _champion_and_profiles(con, dataset: Dataset, dvc: DVCResource) -> tuple[reg
     """The champion and the reference profiles saved with its artifact (restored through DVC if needed)."""
     champion = current_champion(con, dataset)
     return champion, monitoring.load_reference_profiles(artifact_folder(dvc.repo(), champion.version))
+
+
+def _champion_importance(dvc: DVCResource, version: str) -> dict[str, float]:
+    """The permutation importance measured when the champion was trained; empty for an older artifact."""
+    manifest = json.loads((artifact_folder(dvc.repo(), version) / MANIFEST_FILE).read_text())
+    return manifest.get("feature_importance", {})
 
 
 def _champion_predictions(con, dataset: Dataset, period: str, version: str, columns: str) -> str:

@@ -12,6 +12,7 @@ from mlplatform.data.versioning import file_md5, git_revision
 from mlplatform.datasets import Dataset
 from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, TRAINING_SET_TABLE
 from mlplatform.markdown import markdown_table
+from mlplatform.ml.importance import permutation_importance
 from mlplatform.ml.metrics import log_loss, roc_auc
 from mlplatform.ml.model import ARTIFACT_NAME
 from mlplatform.ml.training import device, train
@@ -128,6 +129,12 @@ def model_asset(dataset: Dataset) -> dg.AssetsDefinition:
             )
             labels, scores = holdout[label].cast(pl.Int8).to_numpy(), result.model.predict(holdout)
             metrics = {"holdout_roc_auc": roc_auc(labels, scores), "holdout_log_loss": log_loss(labels, scores)}
+            # What the retraining signal weighs each feature's drift by (monitoring.champion.auc_at_risk).
+            features = [*declared.categorical, *declared.numeric]
+            importance = {
+                feature: round(value, 6)
+                for feature, value in permutation_importance(result.model, holdout, labels, features).items()
+            }
             manifest = {
                 "model": declared.name,
                 "dataset": dataset.name,
@@ -136,6 +143,7 @@ def model_asset(dataset: Dataset) -> dg.AssetsDefinition:
                 "training_data_version": file_md5(source),
                 "window": f"{train_periods.min()}..{train_periods.max()}",
                 "target_period": holdout[PERIOD_COLUMN].first(),
+                "feature_importance": importance,
                 "code_version": git_revision(repo.root),
                 "libraries": _library_versions(),
             }
@@ -158,6 +166,14 @@ def model_asset(dataset: Dataset) -> dg.AssetsDefinition:
                     + markdown_table(curve)
                 ),
                 "training_data_version": manifest["training_data_version"],
+                "feature_importance": dg.MetadataValue.md(
+                    "ROC AUC lost on the held-out period when the feature is shuffled (permutation importance):\n\n"
+                    + markdown_table(
+                        pl.DataFrame({"feature": list(importance), "auc_lost": list(importance.values())}).sort(
+                            "auc_lost", descending=True
+                        )
+                    )
+                ),
                 "device": str(device()),
                 "dvc/md5": version.md5,
                 "dvc/path": version.path,

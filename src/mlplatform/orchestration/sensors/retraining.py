@@ -15,23 +15,31 @@ from mlplatform.orchestration.assets.monitoring import FEATURE_DRIFT, PERFORMANC
 from mlplatform.orchestration.assets.serving import TRIGGER_TAG
 from mlplatform.orchestration.jobs import job_names
 
-DRIFT_PERIOD_TAG, DRIFT_REASON_TAG, DRIFTED_FEATURES_TAG = (
+DRIFT_PERIOD_TAG, DRIFT_REASON_TAG, DRIFTED_FEATURES_TAG, AUC_AT_RISK_TAG = (
     "mlplatform/drift_period",
     "mlplatform/drift_reason",
     "mlplatform/drifted_features",
+    "mlplatform/auc_at_risk",
 )
 
 
 def drift_retrain_sensor(dataset: Dataset, jobs: list[dg.UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
     training = job_names(dataset).training
     monitored = [asset_key(dataset, FEATURE_DRIFT), asset_key(dataset, PERFORMANCE)]
-    cooldown = dataset.declaration.monitoring.cooldown_periods
+    settings = dataset.declaration.monitoring
+    cooldown = settings.cooldown_periods
 
     @dg.sensor(
         name=f"{dataset.name}_drift_retrain_sensor",
         description=f"Reads the metadata of {dataset.name}'s feature_drift and model_performance as periods are "
-        f"monitored (never the data). A period with dataset drift, or where the champion's ROC AUC fell past the "
-        f"tolerance, requests {training} with that period held out, tagged with why and which features drifted. "
+        f"monitored (never the data). Under monitoring.retrain_policy {settings.retrain_policy!r}, "
+        + (
+            f"a period whose drift puts more ROC AUC at risk than retrain_cost ({settings.retrain_cost}), or where "
+            "the champion already lost that much, "
+            if settings.retrain_policy == "risk"
+            else "a period with dataset drift, or where the champion's ROC AUC fell past the tolerance, "
+        )
+        + f"requests {training} with that period held out, tagged with why and which features drifted. "
         f"One drift episode gives one retrain: at most one per tick (the newest period), none within "
         f"monitoring.cooldown_periods ({cooldown}) of the last, and one run key per period and champion.",
         jobs=[job for job in jobs if job.name == training],
@@ -47,7 +55,7 @@ def drift_retrain_sensor(dataset: Dataset, jobs: list[dg.UnresolvedAssetJobDefin
             if signals is None:
                 waiting.append(period)  # the other monitoring asset has not caught up with this period yet
                 continue
-            reason = retrain_reason(signals, dataset.periods)
+            reason = retrain_reason(signals, dataset.periods, settings)
             if reason and in_cooldown(dataset.periods, period, state["last_retrain"], cooldown):
                 last = state["last_retrain"]
                 context.log.info(f"{period}: {reason}; no retrain, within {cooldown} periods of the one for {last}")
@@ -94,6 +102,7 @@ def retrain_request(
             DRIFT_PERIOD_TAG: period,
             DRIFT_REASON_TAG: reason[:200],
             DRIFTED_FEATURES_TAG: ",".join(signals.drifted_features)[:200],
+            **({AUC_AT_RISK_TAG: f"{signals.auc_at_risk:.4f}"} if signals.auc_at_risk is not None else {}),
         },
     )
 
@@ -124,6 +133,7 @@ def period_signals(instance: dg.DagsterInstance, dataset: Dataset, period: str) 
         drifted_features=tuple(drift["drifted_features"]),
         auc_drop=performance["auc_drop"] if labelled else None,
         degraded=labelled and performance["degraded"],
+        auc_at_risk=drift.get("auc_at_risk"),
     )
 
 
