@@ -31,7 +31,9 @@ def test_a_drifted_month_triggers_a_retrain_that_is_promoted(tmp_path, flights):
     assert by_month["2013-04"].drifted_share >= 0.5 and "temp" in by_month["2013-04"].drifted_features
     # Beside it, the same drift weighed by what the champion relies on (its permutation importance).
     assert 0 <= by_month["2013-04"].auc_at_risk < 0.5
-    assert by_month["2013-04"].retrain.startswith("drift: dataset drift") and "promoted" in by_month["2013-04"].retrain
+    # The drift policy decides on that figure: April's weather shift puts more than retrain_cost at risk.
+    assert by_month["2013-04"].auc_at_risk > flights.declaration.monitoring.retrain_cost
+    assert by_month["2013-04"].retrain.startswith("drift: drift puts") and "promoted" in by_month["2013-04"].retrain
     assert by_month["2013-05"].champion_version not in (None, first)  # May is scored by the retrained model
     assert drift.scored_from == "2013-04" and [row.period for row in drift.scored] == ["2013-04", "2013-05"]
     assert 0.6 < drift.mean_roc_auc < 0.9 and drift.retrains == 1
@@ -49,16 +51,25 @@ def test_the_report_compares_the_drift_policy_with_the_others(flights):
         ]
         return PolicyResult(name, rows, scored_from="2013-04", index=flights.periods.index)
 
-    document = report(
-        flights,
-        [policy("never", [0.70, 0.68], 0), policy("periodic", [0.72, 0.72], 2), policy("drift", [0.72, 0.71], 1)],
-    )
-    comparison = document["comparison"]
-    markdown = markdown_report(flights, [policy("never", [0.70, 0.68], 0), policy("periodic", [0.72, 0.72], 2)])
-    assert "| periodic | 0.72 | 2 |" in markdown and "### Policy `never`" in markdown
+    results = [
+        policy("never", [0.70, 0.68], 0),
+        policy("periodic", [0.72, 0.72], 2),
+        policy("drift", [0.72, 0.71], 1),
+        policy("share", [0.71, 0.69], 2),
+    ]
+    comparison = report(flights, results)["comparison"]
     assert comparison["periodic_gain_over_frozen"] == pytest.approx(0.03)
     assert comparison["drift_share_of_periodic_gain"] == pytest.approx(0.025 / 0.03)
     assert comparison["drift_retrains_per_periodic_retrain"] == 0.5
+    # The old share-of-drifted-features policy, side by side: a third of the gain for as many retrains.
+    assert comparison["share_share_of_periodic_gain"] == pytest.approx(0.01 / 0.03)
+    assert comparison["share_retrains_per_periodic_retrain"] == 1.0
+    markdown = markdown_report(flights, results)
+    assert "| periodic | 0.72 | 2 |" in markdown and "### Policy `share`" in markdown
+    assert "on the drift signal gains +0.0250 (83% of the periodic gain) with 50% of its retrains" in markdown
+    assert "on the share of drifted features gains +0.0100 (33% of the periodic gain)" in markdown
+    # Without a frozen and a periodic run there is nothing to compare with.
+    assert "comparison" not in report(flights, results[2:])
 
 
 def test_the_command_refuses_unknown_policies(capsys):

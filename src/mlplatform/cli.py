@@ -61,12 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command("rollback", "undo a champion's promotion: the previous champion returns", _rollback, "required")
     replay = command(
         "replay",
-        "drip a dataset's periods into an empty platform one by one, with the real sensors, under three retraining "
-        "policies (never, every period, on drift), and report each period and each policy",
+        "drip a dataset's periods into an empty platform one by one, with the real sensors, under four retraining "
+        "policies (never, every period, on the drift signal, on the share of drifted features), and report each "
+        "period and each policy",
         _replay,
     )
     replay.add_argument("--partitions", help="periods to replay (default: the declared seed periods)")
-    replay.add_argument("--policies", help="comma-separated subset of never,periodic,drift (default: all three)")
+    replay.add_argument("--policies", help="comma-separated subset of never,periodic,drift,share (default: all four)")
     replay.add_argument("--initial-periods", type=int, default=2, help="periods the first model is trained on")
     replay.add_argument("--workdir", type=Path, help="where each policy's platform lives (default: a temp folder)")
     replay.add_argument("--output", type=Path, help="default reports/replay-<dataset>.json")
