@@ -32,6 +32,7 @@ from mlplatform.orchestration.resources.landing import LandingZone
 from mlplatform.orchestration.sensors.alerts import run_failure_alert_sensor
 from mlplatform.orchestration.sensors.retraining import (
     AUC_AT_RISK_TAG,
+    AUC_DROP_TAG,
     DRIFT_PERIOD_TAG,
     DRIFT_REASON_TAG,
     DRIFTED_FEATURES_TAG,
@@ -244,6 +245,7 @@ def test_the_risk_policy_retrains_on_auc_at_risk_or_lost_not_on_the_share_of_dri
         _monitored(instance, flights, "2013-06", champion="v2", at_risk=0.001, auc_drop=0.02)
         [retrain], cursor = tick(instance, cursor)
         assert "ROC AUC 0.020 below the champion's held-out AUC" in retrain.tags[DRIFT_REASON_TAG]
+        assert (retrain.tags[AUC_DROP_TAG], retrain.tags[AUC_AT_RISK_TAG]) == ("0.0200", "0.0010")
         # A champion trained before importance was measured has no risk figure: only realised AUC counts.
         _monitored(instance, flights, "2013-07", champion="v3", drift=True, auc_drop=0.005)
         assert tick(instance, cursor)[0] == []

@@ -15,11 +15,12 @@ from mlplatform.orchestration.assets.monitoring import FEATURE_DRIFT, PERFORMANC
 from mlplatform.orchestration.assets.serving import TRIGGER_TAG
 from mlplatform.orchestration.jobs import job_names
 
-DRIFT_PERIOD_TAG, DRIFT_REASON_TAG, DRIFTED_FEATURES_TAG, AUC_AT_RISK_TAG = (
+DRIFT_PERIOD_TAG, DRIFT_REASON_TAG, DRIFTED_FEATURES_TAG, AUC_AT_RISK_TAG, AUC_DROP_TAG = (
     "mlplatform/drift_period",
     "mlplatform/drift_reason",
     "mlplatform/drifted_features",
     "mlplatform/auc_at_risk",
+    "mlplatform/auc_drop",
 )
 
 
@@ -102,7 +103,9 @@ def retrain_request(
             DRIFT_PERIOD_TAG: period,
             DRIFT_REASON_TAG: reason[:200],
             DRIFTED_FEATURES_TAG: ",".join(signals.drifted_features)[:200],
+            # Every figure the decision was made on, so the run says why it exists.
             **({AUC_AT_RISK_TAG: f"{signals.auc_at_risk:.4f}"} if signals.auc_at_risk is not None else {}),
+            **({AUC_DROP_TAG: f"{signals.auc_drop:.4f}"} if signals.auc_drop is not None else {}),
         },
     )
 
