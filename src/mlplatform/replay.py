@@ -167,6 +167,7 @@ class _Runner:
         self.jobs = job_names(dataset)
         self.cursors: dict[str, str | None] = defaultdict(lambda: None)
         self.automation_cursor = None
+        self.retrain_sensors: dict[str, dg.SensorDefinition] = {}
 
     def _sensor(self, kind: str) -> dg.SensorDefinition:
         return self.defs.resolve_sensor_def(f"{self.dataset.name}_{kind}")
@@ -207,11 +208,14 @@ class _Runner:
         return "; ".join(outcomes)
 
     def _retrain_sensor(self, retrain_policy: str) -> dg.SensorDefinition:
-        """The dataset's drift retrain sensor, deciding by ``retrain_policy`` whatever its defs.yaml says."""
-        declaration = self.dataset.declaration
-        monitoring = declaration.monitoring.model_copy(update={"retrain_policy": retrain_policy})
-        dataset = replace(self.dataset, declaration=declaration.model_copy(update={"monitoring": monitoring}))
-        return drift_retrain_sensor(dataset, dataset_jobs(dataset))
+        """The dataset's drift retrain sensor, deciding by ``retrain_policy`` whatever its defs.yaml says (built
+        once per replay, not every period)."""
+        if retrain_policy not in self.retrain_sensors:
+            declaration = self.dataset.declaration
+            monitoring = declaration.monitoring.model_copy(update={"retrain_policy": retrain_policy})
+            dataset = replace(self.dataset, declaration=declaration.model_copy(update={"monitoring": monitoring}))
+            self.retrain_sensors[retrain_policy] = drift_retrain_sensor(dataset, dataset_jobs(dataset))
+        return self.retrain_sensors[retrain_policy]
 
     def train(self, period: str, window: int, trigger: str) -> str:
         reason = {"manual": "first model", "scheduled": "periodic schedule"}[trigger]

@@ -3,6 +3,7 @@ the champion's reference profiles and held-out metrics. They follow new data by 
 retrain sensor reads their metadata."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -75,13 +76,16 @@ def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
         period = context.partition_key
         config = with_overrides(declared, run_config(context))
         with duckdb.get_connection() as con, run_logger(context) as log:
-            champion, profiles = _champion_and_profiles(con, dataset, dvc)
+            champion, folder = _champion_artifact(con, dataset, dvc)
+            profiles = monitoring.load_reference_profiles(folder)
             rows = f"SELECT * FROM {dataset.table(FEATURES_TABLE)} WHERE {PERIOD_COLUMN} = {sql_string(period)}"
             report = monitoring.feature_drift(con, profiles, rows, config.drift_share)
             target = registry.get_version(con, dataset.model.name, champion.version).target_period
-            importance = _champion_importance(dvc, champion.version)
+            importance = _feature_importance(folder)
             risk = monitoring.risk_by_feature(report, importance)
-            log.info("feature drift", dataset_drift=report.dataset_drift, auc_at_risk=sum(risk.values()) or None)
+            # What the risk policy decides on; absent for a champion trained before importance was measured.
+            at_risk = {"auc_at_risk": float(sum(risk.values()))} if importance else {}
+            log.info("feature drift", dataset_drift=report.dataset_drift, drifted=report.drifted_columns, **at_risk)
         table = pl.DataFrame(report.to_rows()).select(
             "column", "test", "statistic", "threshold", "drifted", "psi", "status", "current_null_share"
         )
@@ -90,8 +94,6 @@ def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
                 importance=pl.col("column").replace_strict(importance, default=None, return_dtype=pl.Float64),
                 auc_at_risk=pl.col("column").replace_strict(risk, default=None, return_dtype=pl.Float64),
             )
-        # What the risk policy decides on; absent for a champion trained before importance was measured.
-        at_risk = {"auc_at_risk": float(sum(risk.values()))} if importance else {}
         tested = [column for column in report.columns if column.statistic is not None]
         yield dg.MaterializeResult(
             metadata={
@@ -135,7 +137,8 @@ def prediction_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
     def prediction_drift(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: DVCResource):
         period = context.partition_key
         with duckdb.get_connection() as con, run_logger(context) as log:
-            champion, profiles = _champion_and_profiles(con, dataset, dvc)
+            champion, folder = _champion_artifact(con, dataset, dvc)
+            profiles = monitoring.load_reference_profiles(folder)
             scores = _champion_predictions(con, dataset, period, champion.version, CHAMPION_SCORE)
             result = monitoring.prediction_drift(con, profiles, scores)
             mean = con.execute(f"SELECT avg({CHAMPION_SCORE}) FROM ({scores})").fetchall()[0][0]
@@ -219,16 +222,16 @@ def performance_asset(dataset: Dataset) -> dg.AssetsDefinition:
     return model_performance
 
 
-def _champion_and_profiles(con, dataset: Dataset, dvc: DVCResource) -> tuple[registry.Promotion, dict]:
-    """The champion and the reference profiles saved with its artifact (restored through DVC if needed)."""
+def _champion_artifact(con, dataset: Dataset, dvc: DVCResource) -> tuple[registry.Promotion, Path]:
+    """The champion and its artifact folder (restored through DVC if needed), which holds its reference profiles
+    and its manifest."""
     champion = current_champion(con, dataset)
-    return champion, monitoring.load_reference_profiles(artifact_folder(dvc.repo(), champion.version))
+    return champion, artifact_folder(dvc.repo(), champion.version)
 
 
-def _champion_importance(dvc: DVCResource, version: str) -> dict[str, float]:
-    """The permutation importance measured when the champion was trained; empty for an older artifact."""
-    manifest = json.loads((artifact_folder(dvc.repo(), version) / MANIFEST_FILE).read_text())
-    return manifest.get("feature_importance", {})
+def _feature_importance(folder: Path) -> dict[str, float]:
+    """The permutation importance measured when the model was trained; empty for an older artifact."""
+    return json.loads((folder / MANIFEST_FILE).read_text()).get("feature_importance", {})
 
 
 def _champion_predictions(con, dataset: Dataset, period: str, version: str, columns: str) -> str:
