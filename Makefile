@@ -9,7 +9,9 @@ DVC_VENV := .dvcenv
 DVC_INSTALLED := $(DVC_VENV)/.installed
 export MLPLATFORM_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
-HOST ?= 127.0.0.1
+# The UI has no login: it listens on this machine only unless told otherwise on the command line
+# (`make run HOST=0.0.0.0`). `:=`, not `?=`: a HOST variable some shells export never widens it.
+HOST := 127.0.0.1
 PORT ?= 3000
 
 .PHONY: install seed materialize run test benchmark benchmark-drift clean

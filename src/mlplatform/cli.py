@@ -135,12 +135,13 @@ def prepare_dagster_home() -> Path:
 
 
 def _init() -> int:
+    from mlplatform.logs import redact
     from mlplatform.orchestration.resources import resource
 
     home = prepare_dagster_home()
     repo = resource("dvc").repo()
     repo.ensure_initialised()
-    print(f"Dagster home {home}; DVC repository {repo.root} with default remote {repo.remote_url}")
+    print(f"Dagster home {home}; DVC repository {repo.root} with default remote {redact(repo.remote_url)}")
     return 0
 
 

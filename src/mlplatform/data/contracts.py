@@ -71,6 +71,16 @@ class TableSpec(_Strict):
             raise ValueError(f"natural_key names columns the table does not have: {missing}")
         return self
 
+    @model_validator(mode="after")
+    def _distinct_in_sql(self) -> TableSpec:
+        """DuckDB compares names without case, even quoted: ``AGEP`` and ``agep`` would be one column."""
+        seen: dict[str, str] = {}
+        for column in self.columns:
+            if column.lower() in seen:
+                raise ValueError(f"columns {seen[column.lower()]!r} and {column!r} differ only in case")
+            seen[column.lower()] = column
+        return self
+
 
 class ContractFile(_Strict):
     tables: dict[Annotated[str, Field(pattern=NAME)], TableSpec] = Field(min_length=1)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from mlplatform.data.sql import sql_string
-from mlplatform.logs import get_logger
+from mlplatform.logs import get_logger, redact
 from mlplatform.settings import Paths
 
 T = TypeVar("T")
@@ -114,11 +113,6 @@ def connect_lake(settings: LakeSettings, config: dict[str, Any] | None = None) -
         con.close()
         raise
     return con
-
-
-def redact(text: str) -> str:
-    """``text`` with the value of every libpq ``password=`` replaced by ``***``."""
-    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s\"]+)", r"\1***", text)
 
 
 def default_extension_directory() -> Path:

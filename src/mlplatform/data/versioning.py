@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -21,10 +22,12 @@ import yaml
 
 from mlplatform.data.lake import endpoint_url
 from mlplatform.data.sql import sql_string
+from mlplatform.logs import redact
 
 RESTORE_FOLDER = ".restore"
 INIT_LOCK = ".init.lock"
 KEEP_FOLDER = ".keep"
+MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")  # a DVC version: a file's md5, or a folder's listing's
 
 
 class DVCError(RuntimeError):
@@ -63,7 +66,8 @@ class DVCRepo:
             raise DVCError(f"the dvc program was not found at {self.executable!r}: run `make install`") from None
         if done.returncode:
             said = (done.stderr or done.stdout).strip()
-            raise DVCError(f"`dvc {' '.join(args)}` failed in {self.root} (exit {done.returncode}): {said}")
+            # The arguments may hold the remote's URL, DVC's answer too: no password of either goes into the error.
+            raise DVCError(redact(f"`dvc {' '.join(args)}` failed in {self.root} (exit {done.returncode}): {said}"))
         return done.stdout
 
     @property
@@ -109,7 +113,9 @@ class DVCRepo:
         self.run("add", "--quiet", str(relative))
         md5 = read_md5(self.root / f"{relative}.dvc")
         self.run("push", "--quiet", f"{relative}.dvc")
-        return Version(md5=md5, path=relative.as_posix(), remote=self.remote_url, git_revision=git_revision(self.root))
+        # The remote goes into metadata: a URL's password (an http remote's) stays out.
+        remote = redact(self.remote_url)
+        return Version(md5=md5, path=relative.as_posix(), remote=remote, git_revision=git_revision(self.root))
 
     def record_stage(self, stage: str) -> bool:
         """Record a dvc.yaml stage as run (``dvc commit``), when the repository has a dvc.yaml.
@@ -144,6 +150,9 @@ class DVCRepo:
 
     def restore(self, md5: str, name: str) -> Path:
         """Bring back the bytes of version ``md5`` from the cache or, failing that, the remote."""
+        # Both become a path: an md5 from a record or a command line is checked to be one, the name to be a plain name.
+        if not MD5.fullmatch(md5) or name in ("", ".", "..") or Path(name).name != name:
+            raise DVCError(f"cannot restore {name!r} version {md5!r}: a version is a DVC md5 and a plain file name")
         self.ensure_initialised()
         folder = self.versions_dir / RESTORE_FOLDER / md5
         folder.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,9 @@ CONTRACT_FILE = "contract.yaml"
 PERIOD_COLUMN = "period"  # every periodic table carries its period's key
 # Parameters the platform binds for every run of the feature SQL, besides the declared ones.
 PERIOD_PARAMETERS = {"period": "VARCHAR", "period_start": "DATE", "period_end": "DATE"}
+# Schemas a DuckDB database or a DuckLake catalog already has: a dataset's schema must not be one of them (main
+# holds the model registry).
+RESERVED_SCHEMAS = ("main", "temp", "information_schema", "pg_catalog", "system")
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 
@@ -150,6 +153,7 @@ def load_dataset(folder: Path, attributes: dict[str, Any] | None = None) -> Data
     if not sql_path.resolve().is_relative_to(folder.resolve()) or not sql_path.is_file():
         raise DeclarationError(defs_path, f"features.sql: no file {declaration.features.sql!r} in {folder}")
     dataset = Dataset(declaration, folder, contracts, sql_path.read_text())
+    _check_names(dataset, defs_path)
     _check_periods(dataset, defs_path)
     _check_features(dataset, sql_path, defs_path)
     return dataset
@@ -206,6 +210,28 @@ def _contracts(
         except ValueError as error:
             raise DeclarationError(contract_path, f"tables.{name}: {error}") from None
     return contracts
+
+
+def _check_names(dataset: Dataset, defs_path: Path) -> None:
+    """The dataset's schema is its own, and no two of its tables (or the feature SQL's views) share a name: a
+    reference table named ``features`` would otherwise be overwritten by the features, or overwrite them."""
+    if dataset.name in RESERVED_SCHEMAS:
+        raise DeclarationError(defs_path, f"name: {dataset.name!r} is a schema DuckDB reserves ({RESERVED_SCHEMAS})")
+    named = [
+        *((table, "the platform") for table in (FEATURES_TABLE, TRAINING_SET_TABLE, PREDICTIONS_TABLE)),
+        *((table, f"landing.sources.{source}") for source in dataset.sources for table in _relations_of(source)),
+        *((table, "landing.reference") for table in dataset.reference),
+    ]
+    owners: dict[str, str] = {}
+    for table, owner in named:
+        if table in owners:
+            raise DeclarationError(defs_path, f"{owner} and {owners[table]} both name the table {table!r}")
+        owners[table] = owner
+
+
+def _relations_of(source: str) -> tuple[str, ...]:
+    """The tables a landing source gets, and the views the feature SQL reads it through."""
+    return raw_table(source), clean_table(source), quarantine_table(source), f"current_{source}", f"history_{source}"
 
 
 def _check_periods(dataset: Dataset, defs_path: Path) -> None:

@@ -8,15 +8,27 @@ validated by them again. Unknown keys are errors, so a misspelt key never falls 
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from mlplatform.data.sql import COLUMN, NAME
 from mlplatform.datasets.periods import Grain
 
 Name = Annotated[str, Field(pattern=NAME)]
 Column = Annotated[str, Field(pattern=COLUMN)]
+
+
+def _inside(path: str) -> str:
+    if not path or PurePosixPath(path).is_absolute() or "\\" in path or ":" in path or ".." in path.split("/"):
+        raise ValueError(f"{path!r} must be a relative path with / separators and no '..'")
+    return path
+
+
+# A path inside a folder: no way to climb out of it.
+RelativePath = Annotated[str, AfterValidator(_inside)]
+
 # YAML reads `start: 2016` as a number; a period key is text.
 PeriodKey = Annotated[str, BeforeValidator(lambda value: str(value) if isinstance(value, int) else value)]
 
@@ -52,9 +64,9 @@ class LandingSection(Section):
 
 
 class SeedFile(Section):
-    path: str = Field(description="Relative to the installed package's folder, or else to the dataset folder.")
+    path: RelativePath = Field(description="Relative to the installed package's folder, or else to the dataset folder.")
     package: str | None = Field(default=None, description="An installed Python package that ships the file.")
-    member: str | None = Field(default=None, description="The file inside a zip archive.")
+    member: RelativePath | None = Field(default=None, description="The file inside a zip archive.")
 
 
 class SeedSection(Section):

@@ -56,6 +56,7 @@ from typing import Any, Literal
 import duckdb
 import numpy as np
 
+from mlplatform.data.sql import identifier
 from mlplatform.monitoring import stattests
 
 Kind = Literal["numeric", "categorical"]
@@ -163,15 +164,11 @@ def compare(
 
 
 def _relation(sql: str) -> str:
-    return f'(FROM "{sql}")' if re.fullmatch(r"\w+", sql) else f"({sql})"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return f"(FROM {identifier(sql)})" if re.fullmatch(r"\w+", sql) else f"({sql})"
 
 
 def _as_double(name: str) -> str:
-    return f"CAST({_quote(name)} AS DOUBLE)"
+    return f"CAST({identifier(name)} AS DOUBLE)"
 
 
 def _column_types(con, relation: str) -> dict[str, str]:
@@ -183,7 +180,7 @@ def _finite_ranges(con, relation: str, names: list[str], types: dict[str, str]) 
     plain min() and max() from its statistics; only a column holding NaN or an infinity needs a filtered scan."""
     if not names:
         return {}
-    plain = [_quote(name) if types.get(name) in _PLAIN_NUMBERS else _as_double(name) for name in names]
+    plain = [identifier(name) if types.get(name) in _PLAIN_NUMBERS else _as_double(name) for name in names]
     row = con.execute(f"SELECT {', '.join(f'min({v}), max({v})' for v in plain)} FROM {relation}").fetchone()
     ranges: dict[str, dict | None] = {}
     for index, name in enumerate(names):
@@ -297,7 +294,7 @@ def _numeric_column(part: dict[str, np.ndarray], grid: dict | None) -> dict[str,
 def _categorical_stats(con, relation: str, names: list[str]) -> dict[str, dict]:
     """Each categorical column's value counts (compared as text, whatever the column's type)."""
     branches = [
-        f"SELECT {index} AS s, {_quote(name)} AS c{index}, count(*) AS n FROM {relation} GROUP BY ALL"
+        f"SELECT {index} AS s, {identifier(name)} AS c{index}, count(*) AS n FROM {relation} GROUP BY ALL"
         for index, name in enumerate(names)
     ]
     cursor = con.execute(" UNION ALL BY NAME ".join(branches))

@@ -45,7 +45,10 @@ def resources_for(environment: str | None = None) -> dict[str, dg.ConfigurableRe
                 remote_url=os.environ.get(DVC_REMOTE_ENV, str(paths.dvc_remote)),
                 executable=default_executable(),
             ),
-            "alerts": AlertWebhook(webhook_url=os.environ.get(ALERT_WEBHOOK_ENV, "")),
+            # Through EnvVar when set: the UI then shows the variable's name, never the URL (whose path is a token).
+            "alerts": AlertWebhook(webhook_url=dg.EnvVar(ALERT_WEBHOOK_ENV))
+            if os.environ.get(ALERT_WEBHOOK_ENV)
+            else AlertWebhook(),
         }
     if environment == "production":
         return {
