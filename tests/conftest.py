@@ -85,3 +85,12 @@ def write_csv(path: Path, header: str, rows: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
+
+
+def load_references(con: duckdb.DuckDBPyConnection, landing: Path, dataset: Dataset) -> None:
+    """Load a dataset's reference tables, as its reference job does: validation checks columns against them."""
+    from mlplatform.data.landing import reference_file
+    from mlplatform.data.warehouse import load_reference
+
+    for table in dataset.reference:
+        load_reference(con, dataset, dataset.contracts[table], reference_file(landing, dataset, table))

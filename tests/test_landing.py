@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import seed_periods
+from conftest import load_references, seed_periods
 
 from mlplatform.data.landing import (
     LandingFileError,
@@ -216,6 +216,7 @@ def test_a_period_after_the_seed_data_is_found_and_loads_clean(landing, flights,
         _next_year(landing / "flights" / source / "2013-01.csv", landing / "flights" / source / "2014-01.csv")
     assert scan(landing, flights, TODAY).periods == [*seed_periods(flights), "2014-01"]
     assert scan(landing, flights).periods[-1] == "2014-01"  # today, with no last period
+    load_references(con, landing, flights)
     for source, rows in (("flights", 27_004), ("weather", 2_226)):
         path = period_file(landing, flights, source, "2014-01")
         assert load_raw_partition(con, flights, flights.contracts[source], "2014-01", path) == rows

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import seed_periods
+from conftest import load_references, seed_periods
 
 from mlplatform.data.landing import period_file
 from mlplatform.data.quality import (
@@ -20,6 +20,7 @@ RAW, CLEAN, QUARANTINE = '"flights"."raw_flights"', '"flights"."clean_flights"',
 
 
 def _load_and_split(con, landing, dataset, source, period):
+    load_references(con, landing, dataset)
     contract = dataset.contracts[source]
     load_raw_partition(con, dataset, contract, period, period_file(landing, dataset, source, period))
     return split_partition(con, dataset, contract, period)
@@ -67,7 +68,10 @@ def test_natural_key_unique_fails_on_a_repeated_key(january, flights):
 
 
 def test_quarantine_share_against_its_limit(january, flights):
-    january.execute(f"INSERT INTO {QUARANTINE} SELECT *, 'carrier:str_matches' FROM {CLEAN} WHERE carrier = 'UA'")
+    january.execute(
+        f"INSERT INTO {QUARANTINE} BY NAME SELECT *, 'carrier:str_matches' AS failed_checks FROM {CLEAN} "
+        "WHERE carrier = 'UA'"
+    )
     january.execute(f"DELETE FROM {CLEAN} WHERE carrier = 'UA'")
     contract = flights.contracts["flights"]
     verdict = quarantine_share(january, flights, contract, "2013-01", max_share=0.01)

@@ -31,6 +31,13 @@ def person(employment):
     return lambda **changes: _row(employment.contracts["people"].columns, PERSON, **changes)
 
 
+@pytest.fixture(autouse=True)
+def references(con, seeded_landing, flights):
+    """Flights' carrier, origin and dest are checked against its reference tables: they are loaded first."""
+    for table in flights.reference:
+        load_reference(con, flights, flights.contracts[table], reference_file(seeded_landing, flights, table))
+
+
 def _load(con, dataset, source, period, path):
     return load_raw_partition(con, dataset, dataset.contracts[source], period, path)
 
@@ -45,7 +52,12 @@ def _write(dataset, source, tmp_path, name, rows):
 
 def _broken(flight) -> dict[str, tuple[str, str]]:
     return {
-        "unknown carrier": (flight(carrier="ZZZ", flight=1), "carrier:str_matches('^[A-Z0-9]{2}$')"),
+        "malformed carrier": (
+            flight(carrier="ZZZ", flight=1),
+            "carrier:references(airlines.carrier); carrier:str_matches('^[A-Z0-9]{2}$')",
+        ),
+        "carrier no airline has": (flight(carrier="ZZ", flight=13), "carrier:references(airlines.carrier)"),
+        "destination no airport has": (flight(dest="XYZ", flight=14), "dest:references(airports.faa)"),
         "missing distance": (flight(distance="NA", flight=2), "distance:not_nullable"),
         "hour out of range": (
             flight(hour=99, sched_dep_time=9915, flight=3),
@@ -80,9 +92,23 @@ def test_broken_rows_are_quarantined_with_the_check_they_failed(broken_month, fl
     assert (counts.raw, counts.clean, counts.quarantined) == (4 + len(broken), 4, len(broken))
     quarantined = broken_month.execute(f"SELECT flight, failed_checks FROM {QUARANTINE}").fetchall()
     assert sorted(check for _, check in quarantined) == sorted(check for _, check in broken.values())
-    # The quarantine keeps the whole row, so it can be fixed and replayed.
-    row = broken_month.execute(f"SELECT * EXCLUDE (failed_checks) FROM {QUARANTINE} WHERE flight = 2").fetchall()
+    # The quarantine keeps the whole row, its line in the file and each check it failed with the raw value, so it
+    # can be fixed and replayed.
+    row = broken_month.execute(
+        f"SELECT * EXCLUDE (failed_checks, source_line, failures) FROM {QUARANTINE} WHERE flight = 2"
+    ).fetchall()
     assert row[0][:3] == (2013, 1, 1) and row[0][-2:] == ("2013-01", "2013-01.csv")
+    line, failures = broken_month.execute(
+        f"SELECT source_line, failures FROM {QUARANTINE} WHERE flight = 3"
+    ).fetchall()[0]
+    assert line == 10 and failures == [
+        {"column_name": "hour", "check_name": "in_range(0, 23)", "raw_value": "99"},
+        {"column_name": "sched_dep_time", "check_name": "sched_dep_time_hhmm", "raw_value": "9915"},
+    ]
+    duplicate = broken_month.execute(
+        f"SELECT failures FROM {QUARANTINE} WHERE failed_checks LIKE 'natural%'"
+    ).fetchall()
+    assert duplicate[0][0][0]["raw_value"] == "2013, 1, 1, UA, 1545, EWR, 515"
 
 
 def test_valid_edge_cases_are_clean(broken_month, flights):
@@ -98,7 +124,9 @@ def test_a_row_failing_two_checks_lists_both(con, tmp_path, flights, flight):
     _load(con, flights, "flights", "2013-01", _write(flights, "flights", tmp_path, "2013-01.csv", [row]))
     _split(con, flights, "flights", "2013-01")
     failed = con.execute(f"SELECT failed_checks FROM {QUARANTINE}").fetchall()[0][0]
-    assert failed == "carrier:str_matches('^[A-Z0-9]{2}$'); distance:not_nullable"
+    assert failed == (
+        "carrier:references(airlines.carrier); carrier:str_matches('^[A-Z0-9]{2}$'); distance:not_nullable"
+    )
 
 
 def test_repeats_with_a_missing_key_column_are_still_duplicates(con, tmp_path, flights, flight):

@@ -30,10 +30,12 @@ _POLARS_TYPES = {
 }
 _BUILT_IN = {"in_range": 2, "isin": 1, "notin": 1, "str_matches": 1, "ge": 1, "le": 1, "gt": 1, "lt": 1, "eq": 1}
 
-# Set on rows whose natural key already appeared in the same partition, and on rows outside the partition's
-# period (both computed in SQL, since a bounded batch cannot see the whole partition).
+# Set on rows whose natural key already appeared in the same partition, on rows outside the partition's
+# period and on rows whose value a reference table lacks (computed in SQL, since a bounded batch cannot see the
+# whole partition, nor another table).
 DUPLICATE_FLAG = "_duplicate_key"
 IN_PERIOD_FLAG = "_in_period"
+REFERENCE_FLAG = "_references_{column}"
 
 
 class _Strict(BaseModel):
@@ -45,6 +47,11 @@ class ColumnSpec(_Strict):
     checks: dict[str, Any] = Field(default_factory=dict)
     null_reason: str | None = Field(default=None, description="Why a null is allowed; absent: nulls break it.")
     max_null_share: float = Field(default=0.0, ge=0, le=1, description="Above this share a period is suspect.")
+    references: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$",
+        description="A reference table's column holding every value this column may take: airlines.carrier.",
+    )
 
     @model_validator(mode="after")
     def _known_checks(self) -> ColumnSpec:
@@ -93,6 +100,7 @@ class ColumnContract:
     null_reason: str | None = None  # None: nulls break the contract
     # Above this share of nulls in a period the data is suspect (a warning, not a quarantine).
     max_null_share: float = 0.0
+    references: str | None = None  # "<reference table>.<column>" that holds every value this column may take
 
     @property
     def nullable(self) -> bool:
@@ -117,6 +125,21 @@ class Contract:
     def sql_types(self) -> dict[str, str]:
         return {name: spec.sql_type for name, spec in self.fields.items()}
 
+    @property
+    def references(self) -> dict[str, tuple[str, str]]:
+        """Column -> (reference table, its column) for each column checked against a reference table."""
+        return {name: tuple(spec.references.split(".")) for name, spec in self.fields.items() if spec.references}
+
+    @property
+    def flags(self) -> dict[str, tuple[str, str]]:
+        """Each flag column computed in SQL -> the (column, check) a row with the flag wrong fails."""
+        flags = {DUPLICATE_FLAG: ("natural_key", "duplicate")}
+        if self.time_column:
+            flags[IN_PERIOD_FLAG] = (self.time_column, "in_period")
+        for column, (table, key) in self.references.items():
+            flags[REFERENCE_FLAG.format(column=column)] = (column, f"references({table}.{key})")
+        return flags
+
     def schema(self) -> pa.DataFrameSchema:
         """The pandera schema, over the contract's columns and the flags computed in SQL."""
         columns = {
@@ -124,8 +147,9 @@ class Contract:
             for name, spec in self.fields.items()
         }
         columns[DUPLICATE_FLAG] = pa.Column(pl.Boolean, checks=[pa.Check.eq(False, name="unique_natural_key")])
-        if self.time_column:
-            columns[IN_PERIOD_FLAG] = pa.Column(pl.Boolean, checks=[pa.Check.eq(True, name="in_period")])
+        for flag, (_, check) in self.flags.items():
+            if flag != DUPLICATE_FLAG:
+                columns[flag] = pa.Column(pl.Boolean, checks=[pa.Check.eq(True, name=check)])
         return pa.DataFrameSchema(columns, checks=list(self.row_checks), name=self.name)
 
 
@@ -136,6 +160,7 @@ def contract_from_spec(name: str, spec: TableSpec, time_column: str | None = Non
             tuple(_check(column, check, argument) for check, argument in column_spec.checks.items()),
             column_spec.null_reason,
             column_spec.max_null_share,
+            column_spec.references,
         )
         for column, column_spec in spec.columns.items()
     }

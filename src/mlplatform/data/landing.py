@@ -42,18 +42,25 @@ def dataset_dir(landing_dir: Path, dataset: Dataset) -> Path:
 
 
 def period_file(landing_dir: Path, dataset: Dataset, source: str, period: str) -> Path:
-    """The one landing file of ``source`` for ``period``; an error if none or two exist."""
-    dataset.periods.parse(period)
+    """The one landing file of ``source`` for ``period``; an error if none or two exist, or if it leads out of
+    the landing zone."""
+    dataset.periods.parse(period)  # a period key is never a path: no '..', no '/'
+    if source not in dataset.sources:
+        raise ValueError(f"{dataset.name} has no source {source!r}; its sources are {dataset.sources}")
     candidates = [dataset_dir(landing_dir, dataset) / source / f"{period}{suffix}" for suffix in LANDING_SUFFIXES]
-    return _one_of(candidates, f"{dataset.name} {source} {period}")
+    return _one_of(landing_dir, candidates, f"{dataset.name} {source} {period}")
 
 
 def reference_file(landing_dir: Path, dataset: Dataset, table: str) -> Path:
+    if table not in dataset.reference:
+        raise ValueError(
+            f"{dataset.name} has no reference table {table!r}; its reference tables are {dataset.reference}"
+        )
     folder = dataset_dir(landing_dir, dataset) / REFERENCE_FOLDER
-    return _one_of([folder / f"{table}{suffix}" for suffix in LANDING_SUFFIXES], f"{dataset.name} {table}")
+    return _one_of(landing_dir, [folder / f"{table}{suffix}" for suffix in LANDING_SUFFIXES], f"{dataset.name} {table}")
 
 
-def _one_of(candidates: list[Path], what: str) -> Path:
+def _one_of(landing_dir: Path, candidates: list[Path], what: str) -> Path:
     present = [path for path in candidates if path.exists()]
     if not present:
         raise FileNotFoundError(
@@ -62,7 +69,15 @@ def _one_of(candidates: list[Path], what: str) -> Path:
         )
     if len(present) > 1:
         raise LandingFileError(present[0], None, f"both {present[0].name} and {present[1].name} exist; keep one")
-    return present[0]
+    path, zone = present[0], Path(landing_dir).resolve()
+    # A link (of the file or a folder above it) may not lead a load to a file outside the landing zone.
+    if not path.resolve().is_relative_to(zone):
+        raise LandingFileError(
+            path, None, f"leads out of the landing zone (to {path.resolve()}); expected a file in {zone}"
+        )
+    if not path.is_file():
+        raise LandingFileError(path, None, "not a regular file; expected a CSV or Parquet file")
+    return path
 
 
 def file_sha256(path: Path) -> str:
@@ -162,11 +177,11 @@ def seed(landing_dir: Path, dataset: Dataset, periods: list[str]) -> list[Path]:
             for key in periods:
                 query = f"SELECT * FROM {identifier('_' + source)} WHERE {period} = {sql_string(key)}"
                 target = dataset_dir(landing_dir, dataset) / source / f"{key}{suffix}"
-                if _copy_if_changed(con, query, target, options):
+                if _copy_if_changed(con, query, target, options, landing.encoding):
                     written.append(target)
         for table in dataset.reference:
             target = dataset_dir(landing_dir, dataset) / REFERENCE_FOLDER / f"{table}{suffix}"
-            if _copy_if_changed(con, f"SELECT * FROM {identifier('_' + table)}", target, options):
+            if _copy_if_changed(con, f"SELECT * FROM {identifier('_' + table)}", target, options, landing.encoding):
                 written.append(target)
     return written
 
@@ -189,10 +204,14 @@ def _seed_file(dataset: Dataset, name: str, file, scratch: Path) -> Path:
         return Path(archive.extract(file.member, scratch / name))
 
 
-def _copy_if_changed(con: duckdb.DuckDBPyConnection, query: str, target: Path, options: str) -> bool:
+def _copy_if_changed(
+    con: duckdb.DuckDBPyConnection, query: str, target: Path, options: str, encoding: str = "utf-8"
+) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = target.with_name(target.name + ".tmp")
     con.execute(f"COPY ({query}) TO {sql_string(scratch)} ({options})")
+    if target.suffix == ".csv" and encoding != "utf-8":  # DuckDB writes CSV in UTF-8 only
+        scratch.write_bytes(scratch.read_text(encoding="utf-8").encode(encoding))
     if target.exists() and filecmp.cmp(scratch, target, shallow=False):
         scratch.unlink()
         return False

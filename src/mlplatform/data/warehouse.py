@@ -18,12 +18,22 @@ import duckdb
 from mlplatform.data.contracts import Contract
 from mlplatform.data.lake import retry_on_conflict
 from mlplatform.data.landing import LandingFileError
+from mlplatform.data.parsing import (
+    FAILURES_TYPE,
+    LINE_COLUMN,
+    LOAD_FAILURES_COLUMN,
+    add_rejected_lines,
+    describe_failure,
+    drop_rejects,
+    file_rows,
+    first_rejected_line,
+)
 from mlplatform.data.sql import identifier, sql_string
 from mlplatform.datasets.dataset import PERIOD_COLUMN, Dataset, clean_table, quarantine_table, raw_table
 
 SOURCE_COLUMN = "source_file"
 FAILED_CHECKS_COLUMN = "failed_checks"
-_READ_AS = {"TIMESTAMP": "TIMESTAMPTZ"}
+FAILURES_COLUMN = "failures"  # each failed check of a quarantined row: column, check and the raw value
 
 
 @contextmanager
@@ -49,43 +59,84 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection, dataset: Dataset, contract: Contract) -> None:
-    """Create the raw, clean and quarantine tables of a source if they do not exist."""
+    """Create the raw, clean and quarantine tables of a source if they do not exist, and add the columns a
+    warehouse written by an earlier version lacks (at the end, where a new table has them too)."""
     ensure_schema(con, dataset)
     columns = ", ".join(f"{identifier(name)} {sql_type}" for name, sql_type in contract.sql_types.items())
     lineage = f"{PERIOD_COLUMN} VARCHAR NOT NULL, {SOURCE_COLUMN} VARCHAR NOT NULL"
-    con.execute(f"CREATE TABLE IF NOT EXISTS {dataset.table(raw_table(contract.name))} ({columns}, {lineage})")
-    con.execute(f"CREATE TABLE IF NOT EXISTS {dataset.table(clean_table(contract.name))} ({columns}, {lineage})")
-    con.execute(
-        f"CREATE TABLE IF NOT EXISTS {dataset.table(quarantine_table(contract.name))} "
-        f"({columns}, {lineage}, {FAILED_CHECKS_COLUMN} VARCHAR NOT NULL)"
-    )
+    raw, clean, quarantine = (dataset.table(name(contract.name)) for name in (raw_table, clean_table, quarantine_table))
+    added = {
+        raw: {LINE_COLUMN: "BIGINT", LOAD_FAILURES_COLUMN: FAILURES_TYPE},
+        quarantine: {FAILED_CHECKS_COLUMN: "VARCHAR NOT NULL", LINE_COLUMN: "BIGINT", FAILURES_COLUMN: FAILURES_TYPE},
+        clean: {},
+    }
+    for table, extra in added.items():
+        definitions = "".join(f", {identifier(name)} {sql_type}" for name, sql_type in extra.items())
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns}, {lineage}{definitions})")
+        present = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+        for name, sql_type in extra.items():
+            if name not in present:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {identifier(name)} {sql_type}")
 
 
 def load_raw_partition(
     con: duckdb.DuckDBPyConnection, dataset: Dataset, contract: Contract, period: str, path: Path
 ) -> int:
-    """Replace ``period`` of the raw table with the rows of one landing file; returns the row count.
+    """Replace ``period`` of the raw table with every record of one landing file; returns the row count.
 
-    A file that cannot be read as the contract's columns raises :class:`LandingFileError` and leaves the
-    table untouched. A conflict with another writer is not the file's fault: the load runs again, and a conflict
-    that outlasts the retries is raised as the ``duckdb.TransactionException`` it is.
+    A record that cannot be read whole is kept, with its line and its ``load_failures`` (see
+    :mod:`mlplatform.data.parsing`), for validation to quarantine. A file wrong as a whole, or with no rows
+    unless the dataset declares ``landing.empty_periods: allowed``, raises :class:`LandingFileError` and leaves
+    the table untouched. A conflict with another writer is not the file's fault: the load runs again, and a
+    conflict that outlasts the retries is raised as the ``duckdb.TransactionException`` it is.
     """
     table = dataset.table(raw_table(contract.name))
+    columns = ", ".join(identifier(name) for name in contract.columns)
 
     def replace_period(source: str) -> None:
         con.execute(f"DELETE FROM {table} WHERE {PERIOD_COLUMN} = ?", [period])
-        con.execute(f"INSERT INTO {table} SELECT *, ?, ? FROM ({source})", [period, path.name])
+        con.execute(
+            f"INSERT INTO {table} SELECT {columns}, $period, $source_file, {LINE_COLUMN}, {LOAD_FAILURES_COLUMN} "
+            f"FROM ({source})",
+            {"period": period, "source_file": path.name},
+        )
+        add_rejected_lines(con, dataset, contract, table, period, path.name)
+        if dataset.declaration.landing.empty_periods == "error" and not partition_row_count(con, table, period):
+            raise LandingFileError(
+                path,
+                None,
+                "the file holds no rows; expected at least one (a period may be empty only where the dataset "
+                "declares landing.empty_periods: allowed)",
+            )
 
     _load_file(con, dataset, contract, path, lambda: ensure_tables(con, dataset, contract), replace_period)
     return partition_row_count(con, table, period)
 
 
 def load_reference(con: duckdb.DuckDBPyConnection, dataset: Dataset, contract: Contract, path: Path) -> int:
-    """Replace the whole reference table ``contract.name`` with one landing file; returns the row count."""
+    """Replace the whole reference table ``contract.name`` with one landing file; returns the row count.
+
+    Other tables are checked against a reference table, so it is loaded whole or not at all: a row that cannot
+    be read, or a file with no rows, raises :class:`LandingFileError` naming the line and leaves it as it was.
+    """
     table = dataset.table(contract.name)
+    columns = ", ".join(identifier(name) for name in contract.columns)
 
     def replace_table(source: str) -> None:
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS {source}")
+        unread = con.execute(
+            f"SELECT {LINE_COLUMN}, {LOAD_FAILURES_COLUMN}[1] FROM ({source}) WHERE {LOAD_FAILURES_COLUMN} IS NOT NULL "
+            f"ORDER BY {LINE_COLUMN} LIMIT 1"
+        ).fetchall()
+        rejected = first_rejected_line(con, dataset, contract)
+        # A kept row's number is exact up to the first rejected line.
+        if rejected and (not unread or rejected[0] <= unread[0][0]):
+            unread = [rejected]
+        if unread:
+            line, failure = unread[0]
+            raise LandingFileError(path, line, f"{describe_failure(failure)}; expected the {contract.name} contract")
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {columns} FROM ({source})")
+        if not con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]:
+            raise LandingFileError(path, None, "the file holds no rows; expected the whole reference table")
 
     _load_file(con, dataset, contract, path, lambda: ensure_schema(con, dataset), replace_table)
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
@@ -104,22 +155,19 @@ def _load_file(
 
     def attempt() -> None:
         prepare()
-        source = _source(con, dataset, contract, path)
+        drop_rejects(con)
+        source = file_rows(con, dataset, contract, path)
         try:
             with transaction(con):
                 write(source)
         except duckdb.TransactionException:
             raise
         except duckdb.Error as error:
-            raise _landing_error(path, contract, error) from error
+            raise _landing_error(path, error) from error
+        finally:
+            drop_rejects(con)
 
     retry_on_conflict(attempt)
-
-
-def _source(con: duckdb.DuckDBPyConnection, dataset: Dataset, contract: Contract, path: Path) -> str:
-    if path.suffix == ".csv":
-        return _csv_source(dataset, contract, path)
-    return _parquet_source(con, contract, path)
 
 
 def replace_from_parquet(con: duckdb.DuckDBPyConnection, table: str, period: str | None, path: Path) -> int:
@@ -149,74 +197,10 @@ def partition_row_count(con: duckdb.DuckDBPyConnection, table: str, period: str)
     return con.execute(query, [period]).fetchall()[0][0]
 
 
-def _csv_source(dataset: Dataset, contract: Contract, path: Path) -> str:
-    landing = dataset.declaration.landing
-    _check_csv_header(contract, path, landing.delimiter)
-    # Timestamps are read with their offset and stored as UTC, so "+05:00" is not silently dropped.
-    read_types = {name: _READ_AS.get(t, t) for name, t in contract.sql_types.items()}
-    columns = ", ".join(f"{sql_string(name)}: {sql_string(t)}" for name, t in read_types.items())
-    reader = (
-        f"read_csv({sql_string(path)}, header = true, auto_detect = false, delim = {sql_string(landing.delimiter)}, "
-        f"quote = '\"', escape = '\"', nullstr = {sql_string(landing.null_string)}, columns = {{{columns}}})"
-    )
-    # make_timestamp(epoch_us(...)) rather than a CAST: DuckDB pushes a CAST into the CSV reader, which then
-    # parses the text as a plain TIMESTAMP and drops the offset.
-    selected = (
-        f"make_timestamp(epoch_us({identifier(name)})) AS {identifier(name)}" if t in _READ_AS else identifier(name)
-        for name, t in contract.sql_types.items()
-    )
-    return f"SELECT {', '.join(selected)} FROM {reader}"
-
-
-def _check_csv_header(contract: Contract, path: Path, delimiter: str) -> None:
-    with path.open("rb") as handle:
-        first_line = handle.readline(1 << 16)
-    expected = delimiter.join(contract.columns)
-    if not first_line.strip():
-        raise LandingFileError(path, 1, f"the file is empty; expected the header line {expected!r}")
-    try:
-        found = first_line.decode("utf-8").strip().replace('"', "").split(delimiter)
-    except UnicodeDecodeError:
-        raise LandingFileError(path, 1, f"not a UTF-8 CSV file; expected the header line {expected!r}") from None
-    if found != contract.columns:
-        raise LandingFileError(path, 1, _column_mismatch(contract.columns, found))
-
-
-def _parquet_source(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path) -> str:
-    reader = f"read_parquet({sql_string(path)})"
-    try:
-        found = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
-    except duckdb.Error as error:
-        raise LandingFileError(path, None, f"not a readable Parquet file ({_first_line(error)})") from error
-    if sorted(found) != sorted(contract.columns):
-        raise LandingFileError(path, None, _column_mismatch(contract.columns, found))
-    casts = ", ".join(f"CAST({identifier(n)} AS {t}) AS {identifier(n)}" for n, t in contract.sql_types.items())
-    return f"SELECT {casts} FROM {reader}"
-
-
-def _column_mismatch(expected: list[str], found: list[str]) -> str:
-    missing = [name for name in expected if name not in found]
-    unexpected = [name for name in found if name not in expected]
-    detail = "; ".join(
-        part
-        for part in (
-            f"missing {missing}" if missing else "",
-            f"unexpected {unexpected}" if unexpected else "",
-            "" if missing or unexpected else "columns out of order",
-        )
-        if part
-    )
-    return f"wrong columns ({detail}); expected {expected}"
-
-
-def _landing_error(path: Path, contract: Contract, error: duckdb.Error) -> LandingFileError:
-    message = str(error)
-    line = re.search(r"Line: (\d+)", message)
-    details = [text for text in message.splitlines() if text.startswith(("Error when", "Expected Number"))]
-    problem = details[0] if details else _first_line(error)
-    return LandingFileError(
-        path, int(line.group(1)) if line else None, f"{problem} (expected the {contract.name} contract's types)"
-    )
+def _landing_error(path: Path, error: duckdb.Error) -> LandingFileError:
+    """A DuckDB error reading a file that the reader does not keep as a rejected line (an I/O error, say)."""
+    line = re.search(r"Line: (\d+)", str(error))
+    return LandingFileError(path, int(line.group(1)) if line else None, f"cannot be read: {_first_line(error)}")
 
 
 def _first_line(error: Exception) -> str:

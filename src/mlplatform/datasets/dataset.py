@@ -154,6 +154,7 @@ def load_dataset(folder: Path, attributes: dict[str, Any] | None = None) -> Data
         raise DeclarationError(defs_path, f"features.sql: no file {declaration.features.sql!r} in {folder}")
     dataset = Dataset(declaration, folder, contracts, sql_path.read_text())
     _check_names(dataset, defs_path)
+    _check_references(dataset, contract_path)
     _check_periods(dataset, defs_path)
     _check_features(dataset, sql_path, defs_path)
     return dataset
@@ -232,6 +233,27 @@ def _check_names(dataset: Dataset, defs_path: Path) -> None:
 def _relations_of(source: str) -> tuple[str, ...]:
     """The tables a landing source gets, and the views the feature SQL reads it through."""
     return raw_table(source), clean_table(source), quarantine_table(source), f"current_{source}", f"history_{source}"
+
+
+def _check_references(dataset: Dataset, contract_path: Path) -> None:
+    """A column's ``references`` names a column of one of the dataset's reference tables, of the same type; only
+    a source's rows are checked against it (a reference table is loaded whole, before them)."""
+    for name, contract in dataset.contracts.items():
+        for column, (table, key) in contract.references.items():
+            where = f"tables.{name}.columns.{column}.references"
+            if name not in dataset.sources:
+                raise DeclarationError(contract_path, f"{where}: only a landing source's columns may reference")
+            if table not in dataset.reference:
+                raise DeclarationError(
+                    contract_path, f"{where}: {table!r} is not a reference table of {dataset.name} {dataset.reference}"
+                )
+            types = dataset.contracts[table].sql_types
+            if key not in types:
+                raise DeclarationError(contract_path, f"{where}: {table} has no column {key!r} ({list(types)})")
+            if types[key] != contract.sql_types[column]:
+                raise DeclarationError(
+                    contract_path, f"{where}: {table}.{key} is {types[key]}, {column} {contract.sql_types[column]}"
+                )
 
 
 def _check_periods(dataset: Dataset, defs_path: Path) -> None:

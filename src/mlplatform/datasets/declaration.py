@@ -55,6 +55,14 @@ class LandingSection(Section):
     )
     delimiter: str = Field(default=",", min_length=1, max_length=1, description="A CSV file's delimiter.")
     null_string: str = Field(default="NA", description="How a CSV file writes a missing value.")
+    encoding: Literal["utf-8", "utf-16", "latin-1"] = Field(
+        default="utf-8", description="A CSV file's text encoding (UTF-8 may start with a byte-order mark)."
+    )
+    empty_periods: Literal["error", "allowed"] = Field(
+        default="error",
+        description="A period's file with a header and no rows: an error that leaves the period as it was, or "
+        "allowed (the period loads with no rows).",
+    )
     sources: dict[Name, SourceSection] = Field(
         min_length=1, description="Tables that arrive as one file per period: landing/<dataset>/<source>/<period>."
     )
