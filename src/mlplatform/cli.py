@@ -72,6 +72,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay.add_argument("--workdir", type=Path, help="where each policy's platform lives (default: a temp folder)")
     replay.add_argument("--output", type=Path, help="default reports/replay-<dataset>.json")
     replay.add_argument("--markdown", type=Path, help="also write the tables as markdown to this file")
+    command(
+        "backup",
+        "write into the DVC remote what it needs to rebuild the platform alone: the reference and registry tables as "
+        "versions, and a manifest of every version (after checking the remote holds each)",
+        _backup,
+        None,
+    )
+    recover = command(
+        "recover",
+        "rebuild an empty platform from a backup in the DVC remote: the versioned tables, the reference tables, the "
+        "registry, each champion's artifact and the event log's record of every version",
+        _recover,
+        None,
+    )
+    recover.add_argument("--backup", help="a backup's name (default: the newest); --list shows them")
+    recover.add_argument("--list", action="store_true", help="list the remote's backups and stop")
     gc = command("gc", "remove DVC objects that no version recorded in the event log references", _gc, None)
     gc.add_argument("--cloud", action="store_true", help="collect in the remote too")
     new = command("new-dataset", "scaffold a dataset folder from a sample file", _new_dataset, None)
@@ -371,6 +387,47 @@ def _gc(args: argparse.Namespace) -> int:
     resource("dvc").repo().collect_garbage(keep, cloud=args.cloud)
     where = "the cache and the remote" if args.cloud else "the cache"
     print(f"collected DVC garbage in {where}; kept the {len(keep)} versions the event log records")
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    prepare_dagster_home()
+    from dagster import DagsterInstance
+
+    from mlplatform.orchestration.resources import resource
+    from mlplatform.recovery import backup
+
+    warehouse = resource("duckdb")
+    with DagsterInstance.get() as instance:
+        report = backup(instance, resource("dvc").repo(), warehouse.get_connection)
+    print(
+        f"backup written to {report.manifest}: {report.versions} recorded versions and {report.snapshots} reference "
+        f"and registry tables, all in the remote ({report.seconds:.1f} s)"
+    )
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    prepare_dagster_home()
+    from dagster import DagsterInstance
+
+    from mlplatform.backup import backups
+    from mlplatform.orchestration.resources import resource
+    from mlplatform.recovery import recover
+
+    repo = resource("dvc").repo()
+    if args.list:
+        print("\n".join(backups(repo)) or "no backups in the remote")
+        return 0
+    with DagsterInstance.get() as instance:
+        report = recover(instance, repo, resource("duckdb").get_connection, args.backup)
+    phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in report.seconds.items())
+    print(
+        f"recovered from {report.manifest}: {report.tables} table versions ({report.rows} rows) loaded, "
+        f"{report.recorded} versions recorded in the event log ({phases})"
+    )
+    for model, version in report.champions.items():
+        print(f"  {model}: champion {version}, artifact checked out")
     return 0
 
 

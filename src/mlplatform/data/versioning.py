@@ -27,6 +27,7 @@ from mlplatform.logs import redact
 RESTORE_FOLDER = ".restore"
 INIT_LOCK = ".init.lock"
 KEEP_FOLDER = ".keep"
+CHECK_FOLDER = ".check"
 MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")  # a DVC version: a file's md5, or a folder's listing's
 
 
@@ -108,14 +109,62 @@ class DVCRepo:
 
     def track(self, path: Path) -> Version:
         """Record ``path``'s current bytes in the cache and the remote; returns that version."""
+        return self.track_all([path])[0]
+
+    def track_all(self, paths: list[Path]) -> list[Version]:
+        """:meth:`track` for several paths, with one ``dvc add`` and one ``dvc push`` for all of them."""
+        if not paths:
+            return []
         self.ensure_initialised()
-        relative = path.resolve().relative_to(self.root.resolve())
-        self.run("add", "--quiet", str(relative))
-        md5 = read_md5(self.root / f"{relative}.dvc")
-        self.run("push", "--quiet", f"{relative}.dvc")
+        relative = [path.resolve().relative_to(self.root.resolve()) for path in paths]
+        self.run("add", "--quiet", *map(str, relative))
+        self.run("push", "--quiet", *(f"{path}.dvc" for path in relative))
         # The remote goes into metadata: a URL's password (an http remote's) stays out.
-        remote = redact(self.remote_url)
-        return Version(md5=md5, path=relative.as_posix(), remote=remote, git_revision=git_revision(self.root))
+        remote, revision = redact(self.remote_url), git_revision(self.root)
+        return [
+            Version(md5=read_md5(self.root / f"{path}.dvc"), path=path.as_posix(), remote=remote, git_revision=revision)
+            for path in relative
+        ]
+
+    def check_out(self, versions: dict[Path, str]) -> None:
+        """Put each version (path -> md5) at its path with a ``.dvc`` file naming it, from the cache or, with one
+        ``dvc pull`` for all of them, the remote; then check every file against its version."""
+        self.ensure_initialised()
+        pointers = []
+        for path, md5 in versions.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pointer = Path(f"{path}.dvc")  # DVC's own name: x.parquet.dvc, model.dvc
+            pointer.write_text(_pointer(md5, path.name))
+            pointers.append(str(pointer.resolve().relative_to(self.root.resolve())))
+        if pointers:
+            self.run("pull", "--quiet", "--force", *pointers)
+        cache_dir = self._cache_dir() if any(md5.endswith(".dir") for md5 in versions.values()) else None
+        wrong = [
+            str(path)
+            for path, md5 in versions.items()
+            if not _matches(path, md5, cache_dir if md5.endswith(".dir") else None)
+        ]
+        if wrong:
+            raise DVCError(f"{len(wrong)} checked-out versions do not match their md5: {', '.join(wrong[:5])}")
+
+    def missing_from_remote(self, md5s: set[str]) -> list[str]:
+        """Which of ``md5s`` the remote lacks, after pushing those the cache has (``dvc push`` leaves out, with a mere
+        warning, what neither the cache nor the remote holds)."""
+        if not md5s:
+            return []
+        self.ensure_initialised()
+        pins = self.versions_dir / CHECK_FOLDER
+        pins.mkdir(parents=True, exist_ok=True)
+        for md5 in md5s:
+            (pins / f"{md5}.dvc").write_text(_pointer(md5, md5))
+        try:
+            targets = [str((pins / f"{md5}.dvc").resolve().relative_to(self.root.resolve())) for md5 in sorted(md5s)]
+            self.run("push", "--quiet", *targets)
+            # Entries are `"<pin's out>": "new" | "missing" | "deleted"`; "deleted" means only the cache lacks it.
+            status = json.loads(self.run("status", "--cloud", "--json", *targets) or "{}")
+        finally:
+            shutil.rmtree(pins)
+        return sorted(Path(out).name for out, state in status.items() if state != "deleted")
 
     def record_stage(self, stage: str) -> bool:
         """Record a dvc.yaml stage as run (``dvc commit``), when the repository has a dvc.yaml.
