@@ -148,8 +148,9 @@ def test_recover_rebuilds_the_platform_from_the_remote_alone(platform, tmp_path,
     assert main(["recover"]) == 1
     assert "recovery fills an empty warehouse; this one holds" in capsys.readouterr().err
 
-    timings = {**platform.seconds, "recover": recovered_in}
-    print(f"\ndisaster recovery drill: {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
+    seconds = {**platform.seconds, "recover": recovered_in}
+    timings = json.dumps({name: round(value, 1) for name, value in seconds.items()})
+    print(f"\ndisaster recovery drill: {timings}; {out.splitlines()[0]}")
 
 
 def test_recover_lists_the_backups_and_says_when_there_is_none(platform, tmp_path, monkeypatch, capsys):
