@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from conftest import git_project
 
-from mlplatform.backup import REGISTRY, BackupError, Entry, backups, check_entry, read_manifest
+from mlplatform.backup import REGISTRY, BackupError, Entry, backups, backups_location, check_entry, read_manifest
 from mlplatform.catalog import recorded_versions
 from mlplatform.cli import main
 from mlplatform.data.sql import identifier
@@ -208,3 +208,11 @@ def test_the_remote_must_hold_every_version_a_backup_lists(project):
     shutil.rmtree(project / ".dvc" / "cache")
     (remote / "files" / "md5" / first[:2] / first[2:]).unlink()
     assert repo.missing_from_remote({first, second}) == [first]
+
+
+def test_backups_go_to_a_folder_or_s3_only(project):
+    for url, where in (("s3://bucket/dvc/", "s3://bucket/dvc/mlplatform-backups"), ("remote", None)):
+        repo = DVCRepo(project, default_executable(), url, project / "data" / "versions")
+        assert backups_location(repo) == (where or str(project / "remote" / "mlplatform-backups"))
+    with pytest.raises(BackupError, match="backups go to a folder or an s3:// remote, not gs://"):
+        backups_location(DVCRepo(project, default_executable(), "gs://bucket/dvc", project / "data" / "versions"))
