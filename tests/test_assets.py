@@ -193,18 +193,50 @@ def test_a_run_config_outside_the_declared_bounds_is_refused(flights, with_refer
     assert "max_quarantine_share" in failure.step_failure_data.error.message
 
 
-def test_an_unparseable_file_fails_the_partition_and_keeps_what_was_loaded(flights, with_reference, data_dir):
-    assert materialize(with_reference, flights, "2013-04", selection=["raw_flights"]).success
+def test_a_bad_cell_quarantines_its_row_and_the_period_flows(flights, with_reference, data_dir):
     landing_file = data_dir / "landing" / "flights" / "flights" / "2013-04.csv"
     _break_rows(landing_file, 2, lambda line: line.replace("2013,4,", "2013,April,", 1))
+    result = materialize(with_reference, flights, "2013-04")
+    rows = {name: metadata["dagster/row_count"].value for name, metadata in _metadata(result).items()}
+    assert (rows["raw_flights"], rows["clean_flights"], rows["flights_quarantine"]) == (28_330, 28_328, 2)
+    assert _checks(result)[("flights/clean_flights", "row_conservation")].passed
+    with resources_for("local")["duckdb"].get_connection() as con:
+        quarantined = con.execute(
+            "SELECT source_line, failed_checks, failures[1].raw_value FROM flights.flights_quarantine "
+            "WHERE period = '2013-04' ORDER BY source_line"
+        ).fetchall()
+    assert quarantined == [(2, "month:type(BIGINT)", "April"), (3, "month:type(BIGINT)", "April")]
+
+
+def test_a_file_wrong_as_a_whole_fails_with_one_line_and_keeps_what_was_loaded(flights, with_reference, data_dir):
+    assert materialize(with_reference, flights, "2013-04", selection=["raw_flights"]).success
+    landing_file = data_dir / "landing" / "flights" / "flights" / "2013-04.csv"
+    landing_file.write_text(landing_file.read_text().replace(",", ";"))
     result = materialize(with_reference, flights, "2013-04", selection=["raw_flights"], raise_on_error=False)
     assert not result.success
-    failure = next(event for event in result.all_events if event.is_step_failure)
-    message = failure.step_failure_data.error.cause.message
-    assert str(landing_file) in message and "line 2" in message and '"month"' in message
+    failure = next(event for event in result.all_events if event.is_step_failure).step_failure_data
+    description = failure.user_failure_data.description
+    assert description.startswith(f"{landing_file}, line 1: fields are separated by ';', not ','")
+    assert "\n" not in description and "Traceback" not in description and "duckdb" not in description.lower()
+    assert failure.user_failure_data.metadata["file"].value == str(landing_file)
     with resources_for("local")["duckdb"].get_connection() as con:
         rows = con.execute("SELECT count(*) FROM flights.raw_flights WHERE period = '2013-04'").fetchall()[0][0]
     assert rows == 28_330
+
+
+def test_validation_without_its_reference_tables_says_what_to_run(flights, data_dir, instance):
+    result = materialize(
+        instance,
+        flights,
+        "2013-04",
+        selection=["raw_flights", "clean_flights", "flights_quarantine"],
+        raise_on_error=False,
+    )
+    failure = next(event for event in result.all_events if event.is_step_failure).step_failure_data
+    assert failure.user_failure_data.description == (
+        "flights.flights.carrier is checked against airlines.carrier, and the reference table flights.airlines is "
+        "not loaded: run the flights_reference_data job first"
+    )
 
 
 def test_volume_check_warns_on_a_collapsed_period(flights, with_reference, data_dir):

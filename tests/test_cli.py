@@ -140,10 +140,14 @@ def test_materialize_loads_reference_then_periods_in_order_into_the_next_year(da
 
 
 def test_materialize_stops_at_the_first_failed_period(data_dir, dagster_home, capsys):
-    (data_dir / "landing" / "flights" / "flights" / "2013-01.csv").write_text("not,a,flights,file\n")
+    landing_file = data_dir / "landing" / "flights" / "flights" / "2013-01.csv"
+    landing_file.write_text("not,a,flights,file\n")
     assert main(["materialize", "--dataset", "flights", "--partitions", "2013-01..2013-02"]) == 1
     captured = capsys.readouterr()
     assert "flights_period_pipeline [2013-01]" in captured.err and "flights__raw_flights" in captured.err
+    # The one line that says which file and what is wrong with it, without a traceback.
+    assert f"  flights__raw_flights: {landing_file}, line 1: no header line (the first line is " in captured.err
+    assert "Traceback" not in captured.err
     assert "2013-02" not in captured.out
 
 

@@ -483,9 +483,22 @@ def _run(defs, instance, job_name: str, partition: str | None = None) -> bool:
     if result.success:
         print(f"{label}: run {result.run_id} succeeded")
         return False
-    failed = [event.step_key for event in result.all_events if event.is_step_failure]
-    print(f"{label}: run {result.run_id} failed at {failed or 'a blocking check'}", file=sys.stderr)
+    failures = [event for event in result.all_events if event.is_step_failure]
+    steps = [event.step_key for event in failures]
+    print(f"{label}: run {result.run_id} failed at {steps or 'a blocking check'}", file=sys.stderr)
+    for event in failures:
+        print(f"  {event.step_key}: {_failure_message(event.step_failure_data)}", file=sys.stderr)
     return True
+
+
+def _failure_message(failure) -> str:
+    """A failed step's one line: a ``dg.Failure``'s description (a refused landing file names the file and the
+    problem), else the first line of the error."""
+    user = failure.user_failure_data
+    if user is not None and user.description:
+        return user.description
+    error = failure.error.cause if failure.error.cause is not None else failure.error
+    return error.message.strip().splitlines()[0]
 
 
 def _training_periods_present(dataset: Dataset) -> bool:

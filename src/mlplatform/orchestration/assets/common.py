@@ -10,6 +10,7 @@ import structlog
 
 from mlplatform.catalog import recorded_versions
 from mlplatform.data.contracts import ColumnContract, Contract
+from mlplatform.data.landing import LandingFileError
 from mlplatform.data.quality import Verdict
 from mlplatform.data.versioning import export_table
 from mlplatform.data.warehouse import content_hash, partition_row_count
@@ -132,6 +133,15 @@ def current_champion(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> regist
     if champion is None:
         raise dg.Failure(f"{dataset.model.name} has no champion model yet: run the {dataset.name}_training job first")
     return champion
+
+
+def one_line_failure(log: structlog.typing.FilteringBoundLogger, event: str, error: Exception) -> dg.Failure:
+    """The run's failure for an input the asset cannot take (a landing file, a missing reference table): its
+    message is the error's one line, which names the file and the problem, with no traceback to read through.
+    Raise it ``from None``."""
+    log.error(event, error=str(error))
+    metadata = {"file": dg.MetadataValue.path(str(error.path))} if isinstance(error, LandingFileError) else {}
+    return dg.Failure(description=str(error), metadata=metadata, allow_retries=False)
 
 
 def check_result(

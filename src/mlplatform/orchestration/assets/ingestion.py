@@ -3,7 +3,7 @@
 import dagster as dg
 
 from mlplatform.data.contracts import Contract
-from mlplatform.data.landing import file_sha256
+from mlplatform.data.landing import LandingFileError, file_sha256
 from mlplatform.data.quality import null_shares, volume_vs_trailing_periods
 from mlplatform.data.validation import reference_violations
 from mlplatform.data.warehouse import load_raw_partition, load_reference
@@ -15,6 +15,7 @@ from mlplatform.orchestration.assets.common import (
     asset_key,
     check_result,
     common,
+    one_line_failure,
     partitions,
     run_logger,
     table_metadata,
@@ -47,8 +48,11 @@ def raw_period_asset(dataset: Dataset, contract: Contract) -> dg.AssetsDefinitio
         config_schema=section_schema(volume),
         description=(
             f"The period's {contract.name} landing file, loaded as is into DuckDB with the contract's column "
-            "types. Re-running a period replaces it atomically. A file that cannot be parsed fails the run "
-            "with its path, line and what was expected, and leaves the table untouched."
+            "types, one row for each of its records with the record's line. A record that cannot be read whole "
+            "is kept with its load failures, for validation to quarantine. Re-running a period replaces it "
+            "atomically. A file wrong as a whole (no header, missing or unknown columns, not text, no rows) "
+            "fails the run with one line naming the file, the problem and what was expected, and leaves the "
+            "table untouched."
         ),
         check_specs=[
             dg.AssetCheckSpec(VOLUME_CHECK, asset=key, description="Row count against the trailing periods."),
@@ -59,10 +63,13 @@ def raw_period_asset(dataset: Dataset, contract: Contract) -> dg.AssetsDefinitio
     def raw_asset(context: dg.AssetExecutionContext, duckdb: Warehouse, landing: LandingZone):
         period = context.partition_key
         settings = with_overrides(volume, run_config(context))
-        path = landing.period_file(dataset, contract.name, period)
         qualified = dataset.table(table)
         with run_logger(context) as log, duckdb.get_connection() as con:
-            rows = load_raw_partition(con, dataset, contract, period, path)
+            try:
+                path = landing.period_file(dataset, contract.name, period)
+                rows = load_raw_partition(con, dataset, contract, period, path)
+            except (LandingFileError, FileNotFoundError) as error:
+                raise one_line_failure(log, "landing file refused", error) from None
             log.info("landing file loaded", rows=rows, source=str(path))
             yield dg.MaterializeResult(
                 metadata={
@@ -86,7 +93,11 @@ def reference_asset(dataset: Dataset, contract: Contract) -> dg.AssetsDefinition
         key=key,
         kinds={"duckdb", "pandera"},
         pool=DUCKDB_POOL,
-        description=f"Reference table {contract.name}, replaced whole from its file in the landing zone.",
+        description=(
+            f"Reference table {contract.name}, replaced whole from its file in the landing zone. A file with a "
+            "row that cannot be read, or with no rows, fails the run with one line naming it and leaves the "
+            "table as it was."
+        ),
         check_specs=[
             dg.AssetCheckSpec(
                 CONTRACT_CHECK, asset=key, blocking=True, description="Every row meets the pandera contract."
@@ -95,9 +106,12 @@ def reference_asset(dataset: Dataset, contract: Contract) -> dg.AssetsDefinition
         **common(dataset, "ingestion"),
     )
     def reference(context: dg.AssetExecutionContext, duckdb: Warehouse, landing: LandingZone):
-        path = landing.reference_file(dataset, contract.name)
         with run_logger(context) as log, duckdb.get_connection() as con:
-            rows = load_reference(con, dataset, contract, path)
+            try:
+                path = landing.reference_file(dataset, contract.name)
+                rows = load_reference(con, dataset, contract, path)
+            except (LandingFileError, FileNotFoundError) as error:
+                raise one_line_failure(log, "landing file refused", error) from None
             violations = reference_violations(con, dataset, contract)
             log.info("reference table loaded", rows=rows, violations=violations.height, source=str(path))
             yield dg.MaterializeResult(

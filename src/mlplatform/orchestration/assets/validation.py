@@ -4,7 +4,7 @@ import dagster as dg
 
 from mlplatform.data.contracts import Contract
 from mlplatform.data.quality import natural_key_unique, quarantine_share, row_conservation
-from mlplatform.data.validation import split_partition
+from mlplatform.data.validation import MissingReferenceError, split_partition
 from mlplatform.datasets import Dataset
 from mlplatform.datasets.dataset import clean_table, quarantine_table, raw_table
 from mlplatform.orchestration.assets.common import (
@@ -12,6 +12,7 @@ from mlplatform.orchestration.assets.common import (
     asset_key,
     check_result,
     common,
+    one_line_failure,
     partitions,
     run_logger,
     table_metadata,
@@ -34,6 +35,8 @@ def validated_assets(dataset: Dataset, contract: Contract) -> dg.AssetsDefinitio
     clean, quarantine = clean_table(contract.name), quarantine_table(contract.name)
     clean_key, quarantine_key = asset_key(dataset, clean), asset_key(dataset, quarantine)
     raw_key = asset_key(dataset, raw_table(contract.name))
+    # The reference tables the contract checks values against (contract.yaml's `references`).
+    inputs = [raw_key, *(asset_key(dataset, table) for table in sorted({t for t, _ in contract.references.values()}))]
     shared = common(dataset, "validation")
     settings_declared = dataset.declaration.validation
 
@@ -46,7 +49,7 @@ def validated_assets(dataset: Dataset, contract: Contract) -> dg.AssetsDefinitio
         specs=[
             dg.AssetSpec(
                 clean_key,
-                deps=[raw_key],
+                deps=inputs,
                 kinds={"duckdb", "pandera"},
                 owners=shared["owners"],
                 tags=shared["tags"],
@@ -54,13 +57,15 @@ def validated_assets(dataset: Dataset, contract: Contract) -> dg.AssetsDefinitio
             ),
             dg.AssetSpec(
                 quarantine_key,
-                deps=[raw_key],
+                deps=inputs,
                 kinds={"duckdb", "pandera"},
                 owners=shared["owners"],
                 tags=shared["tags"],
                 description=(
-                    f"The period's {contract.name} rows that break the contract, kept whole with the checks each "
-                    "failed (column:check), never dropped."
+                    f"The period's {contract.name} rows that break the contract, kept whole with their line in the "
+                    "landing file and the checks each failed (failed_checks: column:check; failures: column, "
+                    "check and raw value), never dropped: cells that do not parse, NaN or infinities, lines with "
+                    "too few or too many fields, values no reference table has, rows outside the period."
                 ),
             ),
         ],
@@ -81,7 +86,10 @@ def validated_assets(dataset: Dataset, contract: Contract) -> dg.AssetsDefinitio
         period = context.partition_key
         settings = with_overrides(settings_declared, run_config(context))
         with run_logger(context) as log, duckdb.get_connection() as con:
-            counts = split_partition(con, dataset, contract, period)
+            try:
+                counts = split_partition(con, dataset, contract, period)
+            except MissingReferenceError as error:
+                raise one_line_failure(log, "reference table missing", error) from None
             log.info("partition validated", raw=counts.raw, clean=counts.clean, quarantined=counts.quarantined)
             version, data_version = versioned(con, dvc, dataset, clean, period)
             log.info("clean partition versioned", **version)
