@@ -283,3 +283,37 @@ def test_a_file_for_a_missing_source_only_waits(landing, flights):
     found = scan(landing, flights, TODAY)
     assert "2013-06" not in found.periods and len(found.periods) == 11
     assert found.ignored == {landing / "flights" / "flights" / "2013-06.csv": "waiting for weather"}
+
+
+def test_a_landing_file_leading_out_of_the_landing_zone_is_refused(tmp_path, flights):
+    landing = tmp_path / "landing"
+    folder = landing / "flights" / "flights"
+    folder.mkdir(parents=True)
+    outside = tmp_path / "secret.csv"
+    outside.write_text("year\n")
+    (folder / "2013-01.csv").symlink_to(outside)
+    with pytest.raises(LandingFileError, match="leads out of the landing zone") as raised:
+        period_file(landing, flights, "flights", "2013-01")
+    assert raised.value.path == folder / "2013-01.csv" and str(outside) in raised.value.problem
+    # A folder linked from elsewhere leads out too; a link inside the zone does not.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "2013-01.csv").write_text("year\n")
+    (landing / "flights" / "weather").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(LandingFileError, match="leads out of the landing zone"):
+        period_file(landing, flights, "weather", "2013-01")
+    (folder / "2013-02.csv").write_text("year\n")
+    (folder / "2013-03.csv").symlink_to(folder / "2013-02.csv")
+    assert period_file(landing, flights, "flights", "2013-03") == folder / "2013-03.csv"
+
+
+@pytest.mark.parametrize("period", ["../../../etc/passwd", "/etc/passwd", "2013-01/../../x", "..", "2013-01\x00"])
+def test_a_period_key_is_never_a_path(tmp_path, flights, period):
+    with pytest.raises(ValueError, match="expected a monthly period like 2013-01"):
+        period_file(tmp_path, flights, "flights", period)
+
+
+def test_only_declared_sources_and_reference_tables_have_files(tmp_path, flights):
+    with pytest.raises(ValueError, match=r"flights has no source '\.\./weather'"):
+        period_file(tmp_path, flights, "../weather", "2013-01")
+    with pytest.raises(ValueError, match="flights has no reference table '/etc/passwd'"):
+        reference_file(tmp_path, flights, "/etc/passwd")

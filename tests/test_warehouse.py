@@ -144,7 +144,8 @@ def test_parquet_landing_files_load_like_csv(con, seeded_landing, tmp_path, flig
     [
         ("", 1, "the file is empty"),
         (b"\x89PNG\r\n\x1a\n\x00\x00binary", 1, "not a text file"),
-        (b"\xff\xfeyear,month\n", 1, "not utf-8 text"),
+        (b"y\xe9ar,month\n", 1, "the header is not utf-8 text"),
+        (b"\xff\xfey\x00e\x00a\x00r\x00", 1, "UTF-16 text \\(declare landing.encoding: utf-16"),
         ("year,month,day\n2013,1,1\n", 1, "wrong columns \\(missing \\['dep_time'"),
         ("{header},extra\n", 1, "unexpected \\['extra'\\]"),
         ("{header},year\n", 1, "the header names \\['year'\\] more than once"),
@@ -156,6 +157,7 @@ def test_parquet_landing_files_load_like_csv(con, seeded_landing, tmp_path, flig
         "empty",
         "binary",
         "not-utf8",
+        "utf16",
         "missing-columns",
         "extra-column",
         "repeated",

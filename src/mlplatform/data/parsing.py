@@ -38,6 +38,7 @@ _FINITE = ("DOUBLE", "TIMESTAMP", "DATE")
 _PYTHON_CODECS = {"utf-8": "utf-8-sig", "utf-16": "utf-16", "latin-1": "latin-1"}  # utf-8-sig: drops a BOM
 _OTHER_DELIMITERS = (",", ";", "\t", "|")
 _HEADER_BYTES = 1 << 16
+_NOT_CSV = {b"\x1f\x8b": "a gzip-compressed file", b"PK\x03\x04": "a zip archive", b"PAR1": "a Parquet file"}
 
 
 def file_rows(con: duckdb.DuckDBPyConnection, dataset: Dataset, contract: Contract, path: Path) -> str:
@@ -200,14 +201,15 @@ def csv_header(contract: Contract, path: Path, delimiter: str, encoding: str) ->
         head = handle.read(_HEADER_BYTES)
     if not head.strip():
         raise LandingFileError(path, 1, f"the file is empty; expected the header line {expected!r}")
-    if b"\x00" in head and encoding != "utf-16":
-        raise LandingFileError(path, 1, f"not a text file (it holds binary data); expected {encoding} CSV text")
-    try:
-        first_line = io.TextIOWrapper(io.BytesIO(head), encoding=_PYTHON_CODECS[encoding], newline="").readline()
-    except UnicodeDecodeError:
-        raise LandingFileError(
-            path, 1, f"not {encoding} text; expected {encoding} CSV text (or declare landing.encoding)"
-        ) from None
+    not_text = _not_text(head, encoding)
+    if not_text:
+        raise LandingFileError(path, 1, f"{not_text}; expected {encoding} CSV text")
+    # Decoded leniently: a bad byte further down is that row's problem, not the header's.
+    first_line = io.TextIOWrapper(
+        io.BytesIO(head), encoding=_PYTHON_CODECS[encoding], errors="replace", newline=""
+    ).readline()
+    if "\ufffd" in first_line:
+        raise LandingFileError(path, 1, f"the header is not {encoding} text; expected {encoding} CSV text")
     found = next(csv.reader([first_line.rstrip("\r\n")], delimiter=delimiter))
     if len(found) == 1:
         for other in _OTHER_DELIMITERS:
@@ -229,6 +231,18 @@ def csv_header(contract: Contract, path: Path, delimiter: str, encoding: str) ->
     if problem:
         raise LandingFileError(path, 1, problem)
     return found
+
+
+def _not_text(head: bytes, encoding: str) -> str | None:
+    """What a file that is not text in ``encoding`` is, from its first bytes; None if it may be text."""
+    for magic, kind in _NOT_CSV.items():
+        if head.startswith(magic):
+            return kind
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and encoding != "utf-16":
+        return "UTF-16 text (declare landing.encoding: utf-16 if that is intended)"
+    if b"\x00" in head and encoding != "utf-16":
+        return "not a text file (it holds binary data)"
+    return None
 
 
 def column_mismatch(expected: list[str], found: list[str]) -> str | None:
