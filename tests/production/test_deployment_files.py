@@ -229,6 +229,8 @@ def test_instance_loads_with_the_run_queue_limits_and_run_monitoring(instance, t
         assert dagster_instance.get_concurrency_config().pool_config.default_pool_limit == 4
         assert dagster_instance.run_monitoring_enabled
         assert dagster_instance.run_monitoring_max_runtime_seconds > 0  # the dead-run-worker backstop
+        # A run failed by the monitoring frees its pool slots soon after.
+        assert dagster_instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
         assert dagster_instance.managed_python_loggers == ["mlplatform"]
     assert instance["telemetry"] == {"enabled": False}
 
@@ -372,6 +374,7 @@ def test_helm_values_mirror_the_production_instance(helm, instance):
     }
     monitoring, expected = helm["dagsterDaemon"]["runMonitoring"], instance["run_monitoring"]
     assert monitoring["enabled"] and monitoring["maxRuntimeSeconds"] == expected["max_runtime_seconds"]
+    assert monitoring["freeSlotsAfterRunEndSeconds"] == expected["free_slots_after_run_end_seconds"]
     assert helm["pythonLogs"]["managedPythonLoggers"] == instance["python_logs"]["managed_python_loggers"]
     assert helm["telemetry"] == {"enabled": False}
     # The chart mounts its dagster.yaml over the image's, in the image's DAGSTER_HOME.
