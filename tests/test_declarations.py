@@ -308,3 +308,40 @@ def test_feature_sql_outside_the_folder_is_refused(tmp_path):
     shutil.copy(folder / "features.sql", tmp_path / "elsewhere.sql")
     _edit(folder / DEFS_FILE, "sql: features.sql", "sql: ../elsewhere.sql")
     assert _refused(folder, DEFS_FILE).problem.startswith("features.sql: no file '../elsewhere.sql'")
+
+
+DEST = 'dest: {type: VARCHAR, checks: {str_matches: "^[A-Z]{3}$"}, references: airports.faa}'
+
+
+@pytest.mark.parametrize(
+    ("references", "problem"),
+    [
+        ("gates.faa", "tables.flights.columns.dest.references: 'gates' is not a reference table of flights"),
+        ("airports.code", "tables.flights.columns.dest.references: airports has no column 'code'"),
+        ("airports.alt", "tables.flights.columns.dest.references: airports.alt is BIGINT, dest VARCHAR"),
+        ("airports", "tables.flights.columns.dest.references: String should match pattern"),
+    ],
+)
+def test_a_reference_to_no_reference_column(tmp_path, references, problem):
+    folder = _copy(tmp_path, "flights")
+    _edit(folder / CONTRACT_FILE, DEST, DEST.replace("airports.faa", references))
+    assert _refused(folder, CONTRACT_FILE).problem.startswith(problem)
+
+
+def test_only_a_source_references_a_reference_table(tmp_path):
+    folder = _copy(tmp_path, "flights")
+    _edit(folder / CONTRACT_FILE, "engines: {type: BIGINT,", "engines: {type: BIGINT, references: airports.alt,")
+    problem = _refused(folder, CONTRACT_FILE).problem
+    assert problem == "tables.planes.columns.engines.references: only a landing source's columns may reference"
+
+
+def test_the_landing_encoding_and_empty_periods_are_declared_values(tmp_path):
+    folder = _copy(tmp_path, "employment")
+    _edit(
+        folder / DEFS_FILE,
+        "    null_string: NA\n",
+        "    null_string: NA\n    encoding: ebcdic\n    empty_periods: maybe\n",
+    )
+    problem = _refused(folder, DEFS_FILE).problem
+    assert "attributes.landing.encoding: Input should be 'utf-8', 'utf-16' or 'latin-1'" in problem
+    assert "attributes.landing.empty_periods: Input should be 'error' or 'allowed'" in problem

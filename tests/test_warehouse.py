@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import duckdb
 import pytest
@@ -338,3 +339,39 @@ def test_ensure_tables_is_idempotent(con, flights):
     assert types["source_line"] == "BIGINT" and types["failures"].endswith("[]")
     assert list(_types(con, RAW_WEATHER))[-2:] == ["source_line", "load_failures"]
     assert partition_row_count(con, RAW_WEATHER, "2013-01") == 0
+
+
+def test_tables_of_an_earlier_version_get_the_new_columns(con, seeded_landing, flights):
+    """A warehouse written before lines and load failures were kept: its tables gain them at the end, where a new
+    table has them, and the next load fills them."""
+    columns = ", ".join(f'"{name}" {sql_type}' for name, sql_type in flights.contracts["weather"].sql_types.items())
+    con.execute("CREATE SCHEMA flights")
+    con.execute(f"CREATE TABLE {RAW_WEATHER} ({columns}, period VARCHAR NOT NULL, source_file VARCHAR NOT NULL)")
+    con.execute(
+        f'CREATE TABLE "flights"."weather_quarantine" ({columns}, period VARCHAR NOT NULL, '
+        "source_file VARCHAR NOT NULL, failed_checks VARCHAR NOT NULL)"
+    )
+    _load(con, flights, "weather", "2013-01", period_file(seeded_landing, flights, "weather", "2013-01"))
+    assert list(_types(con, RAW_WEATHER))[-4:] == ["period", "source_file", "source_line", "load_failures"]
+    quarantine = list(_types(con, '"flights"."weather_quarantine"'))[-3:]
+    assert quarantine == ["failed_checks", "source_line", "failures"]
+    assert con.execute(f"SELECT min(source_line), max(source_line) FROM {RAW_WEATHER}").fetchall() == [(2, 2_227)]
+
+
+@pytest.mark.parametrize(
+    ("rows", "line", "problem"),
+    [
+        (["N1,2004,Fixed wing,EMBRAER,E145,2,55,NA,Turbo-fan", "N2,2004,Fixed wing"], 3, "planes:field_count(9)"),
+        (["N1,2004,Fixed wing,EMBRAER,E145,2,55,NA,Turbo-fan,extra"], 2, "planes:field_count(9)"),
+        (["N1,2004,Fixed wing,EMBRAER,E145,2,55,inf,Turbo-fan"], 2, "speed:type(BIGINT) fails on 'inf'"),
+        ([], None, "the file holds no rows"),
+    ],
+)
+def test_a_reference_file_is_loaded_whole_or_not_at_all(con, seeded_landing, tmp_path, flights, rows, line, problem):
+    contract = flights.contracts["planes"]
+    load_reference(con, flights, contract, reference_file(seeded_landing, flights, "planes"))
+    path = write_csv(tmp_path / "planes.csv", ",".join(contract.columns), rows)
+    with pytest.raises(LandingFileError, match=re.escape(problem)) as raised:
+        load_reference(con, flights, contract, path)
+    assert raised.value.line == line
+    assert con.execute('SELECT count(*) FROM "flights"."planes"').fetchall() == [(3_322,)]

@@ -94,6 +94,34 @@ def test_the_data_path_on_ducklake_gives_the_embedded_files_hashes(lake_con, fli
     assert warehouse.content_hash(lake_con, flights.table("raw_flights"), PERIODS[0]) == before
 
 
+def test_a_malformed_month_is_quarantined_on_ducklake_as_in_the_embedded_file(lake_con, flights, two_months, tmp_path):
+    """The rows that cannot be read, the lines DuckDB rejects (added back, the other lines moved past them) and the
+    quarantine's failures are the same on DuckLake."""
+    lines = landing.period_file(two_months, flights, "flights", PERIODS[0]).read_text().splitlines()
+    lines[3] = lines[3].replace("2013,", "twenty13,", 1)
+    lines[10] += ",surplus"
+    lines[-1] = lines[-1][:20]
+    broken = tmp_path / "malformed" / f"{PERIODS[0]}.csv"
+    broken.parent.mkdir()
+    broken.write_text("\r\n".join(lines))
+    contract = flights.contracts["flights"]
+
+    def quarantine(con) -> tuple:
+        for name in flights.reference:
+            reference = landing.reference_file(two_months, flights, name)
+            warehouse.load_reference(con, flights, flights.contracts[name], reference)
+        warehouse.load_raw_partition(con, flights, contract, PERIODS[0], broken)
+        counts = validation.split_partition(con, flights, contract, PERIODS[0])
+        tables = [f(contract.name) for f in (raw_table, clean_table, quarantine_table)]
+        lines = con.execute(f"SELECT source_line FROM {flights.table(tables[2])} ORDER BY 1").fetchall()
+        return counts, lines, [warehouse.content_hash(con, flights.table(t), PERIODS[0]) for t in tables]
+
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as embedded:
+        expected = quarantine(embedded)
+    assert expected[0].quarantined == 3 and expected[1] == [(4,), (11,), (len(lines),)]
+    assert quarantine(lake_con) == expected
+
+
 def version(name: str, roc_auc: float = 0.7, passed: bool = True) -> ModelVersion:
     return ModelVersion("flights_delay", name, "2013-07", "2013-01..2013-06", f"data-{name}", {"roc_auc": roc_auc},
                         passed, "why")  # fmt: skip
