@@ -269,6 +269,7 @@ STAGES = {
     "model_evaluation": "training",
     "champion_model": "serving",
     "predictions": "serving",
+    "rollout": "serving",
     "feature_drift": "monitoring",
     "prediction_drift": "monitoring",
     "model_performance": "monitoring",
@@ -306,7 +307,7 @@ def test_definitions_show_every_asset_in_its_dataset_group_with_its_stage():
     assert followers == {
         f"{name}/{asset}"
         for name in all_datasets()
-        for asset in ("predictions", "feature_drift", "prediction_drift", "model_performance")
+        for asset in ("predictions", "rollout", "feature_drift", "prediction_drift", "model_performance")
     }
 
 

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from mlplatform.datasets.periods import Periods
-from mlplatform.ml.scoring import CHAMPION_SCORE
+from mlplatform.ml.scoring import SERVED_SCORE
 from mlplatform.monitoring import champion as monitoring
 from mlplatform.monitoring.champion import PeriodSignals, in_cooldown, monitored_columns, retrain_reason
 
@@ -69,15 +69,16 @@ def test_a_warmer_period_drifts_on_the_warmed_feature_only(dataset, reference):
 
 
 def test_prediction_drift_reads_the_champion_s_score_column(dataset, reference):
-    """The saved score profile is named as scoring names the champion's probability, so predictions compare."""
-    assert monitoring.SCORE_COLUMN == CHAMPION_SCORE
+    """The saved score profile is named as scoring names the probability it serves (prediction_drift reads the
+    champion's under that name), so predictions compare."""
+    assert monitoring.SCORE_COLUMN == SERVED_SCORE
     rng = np.random.default_rng(5)
     with duckdb.connect() as con:
-        con.register("confident", pl.DataFrame({CHAMPION_SCORE: np.full(100, 0.9)}).to_arrow())
-        con.register("usual", pl.DataFrame({CHAMPION_SCORE: rng.beta(2, 6, 3000)}).to_arrow())
-        drifted = monitoring.prediction_drift(con, reference, f"SELECT {CHAMPION_SCORE} FROM confident")
-        assert (drifted.column, drifted.status, drifted.drifted) == (CHAMPION_SCORE, "ok", True)
-        assert not monitoring.prediction_drift(con, reference, f"SELECT {CHAMPION_SCORE} FROM usual").drifted
+        con.register("confident", pl.DataFrame({SERVED_SCORE: np.full(100, 0.9)}).to_arrow())
+        con.register("usual", pl.DataFrame({SERVED_SCORE: rng.beta(2, 6, 3000)}).to_arrow())
+        drifted = monitoring.prediction_drift(con, reference, f"SELECT {SERVED_SCORE} FROM confident")
+        assert (drifted.column, drifted.status, drifted.drifted) == (SERVED_SCORE, "ok", True)
+        assert not monitoring.prediction_drift(con, reference, f"SELECT {SERVED_SCORE} FROM usual").drifted
 
 
 def test_performance_needs_labels_of_both_kinds():

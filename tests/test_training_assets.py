@@ -213,7 +213,10 @@ def test_lifecycle_promote_refuse_shadow_score_and_roll_back(three_periods, caps
     assert versions == [first] and shadow_nulls == 0
 
     # A better model is promoted by drift; rollback brings back the first, from the DVC remote, cache lost.
-    better = _materialize(tags={TRIGGER_TAG: "drift"}, run_config=_seeded(7), names=RETRAIN)
+    whole = {"flights__champion_model": {"config": {"steps": [1.0]}}}  # no rollout (tests/test_rollout.py)
+    better = _materialize(
+        tags={TRIGGER_TAG: "drift"}, run_config={"ops": {**_seeded(7)["ops"], **whole}}, names=RETRAIN
+    )
     promoted = better.asset_materializations_for_node("flights__champion_model")[0].metadata
     second = promoted["champion_version"].value
     assert second != first and promoted["promotion_reason"].value == "drift"

@@ -16,6 +16,7 @@ LIFECYCLE = {
     "model_evaluation",
     "champion_model",
     "predictions",
+    "rollout",
     "feature_drift",
     "prediction_drift",
     "model_performance",

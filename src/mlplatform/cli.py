@@ -59,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     promote.add_argument("--reason", choices=REASONS, default="manual")
     promote.add_argument("--note", help="why, in words, kept with the promotion")
     command("rollback", "undo a champion's promotion: the previous champion returns", _rollback, "required")
+    rollout = command(
+        "rollout",
+        "show a model's rollout: the canary, the share of rows it serves, each step and its realised ROC AUCs",
+        _rollout,
+        "required",
+    )
+    rollout.add_argument("--abort", action="store_true", help="stop the canary now; the champion serves every row")
+    rollout.add_argument("--note", help="why, in words, kept with the abort")
     replay = command(
         "replay",
         "drip a dataset's periods into an empty platform one by one, with the real sensors, under four retraining "
@@ -281,19 +289,55 @@ def _models(args: argparse.Namespace) -> int:
 
     names = [dataset.model.name for dataset in selected(args)]
     with resource("duckdb").get_connection() as con:
-        rows = [(name, registry.champion(con, name), registry.versions(con, name)) for name in names]
+        rows = [
+            (name, registry.champion(con, name), registry.rollout(con, name), registry.versions(con, name))
+            for name in names
+        ]
     if not any(versions for *_, versions in rows):
         print("no model versions registered yet: run a dataset's training job", file=sys.stderr)
         return 1
-    print("model           version                               target      ROC AUC  gate    champion")
-    for name, champion, versions in rows:
+    print("model           version                               target      ROC AUC  gate    serves")
+    for name, champion, canary, versions in rows:
         for model in versions:
             mark = "*" if champion and champion.version == model.version else ""
+            if canary and canary.version == model.version:
+                mark = f"canary {canary.share:.0%}"
             gate = "passed" if model.gate_passed else "failed"
             print(
                 f"{name:<15} {model.version:<37} {model.target_period:<10}  {model.metrics['roc_auc']:.4f}   "
                 f"{gate}  {mark}"
             )
+    for name, _, canary, _ in rows:
+        if canary:
+            print(f"{name} rollout: {canary.describe()}; `mlplatform rollout` shows its steps")
+    return 0
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    from mlplatform.ml import registry
+    from mlplatform.orchestration.resources import resource
+
+    dataset = get_dataset(args.dataset)
+    model = dataset.model.name
+    if args.abort:
+        note = f"aborted by hand: {args.note or 'no reason given'}"
+        _change_champion(lambda con: (dataset, registry.abort_rollout(con, model, note)), "rollout aborted")
+    with resource("duckdb").get_connection() as con:
+        serving, history = registry.rollout(con, model), registry.rollout_history(con, model)
+    print(f"{model} rollout: {serving.describe() if serving else 'none'}")
+    if not history:
+        print("no rollout yet: a model promoted after the first starts one")
+        return 0
+    print("event at (UTC)       event        version   period      share  canary AUC  champion AUC  rows    note")
+    for event in history:
+        aucs = [
+            f"{event[name]:.4f}" if event[name] is not None else "-" for name in ("canary_roc_auc", "champion_roc_auc")
+        ]
+        print(
+            f"{event['event_at']:%Y-%m-%d %H:%M:%S}  {event['event']:<12} {event['version'][:8]}  "
+            f"{event['period'] or '-':<10}  {event['share']:>4.0%}   {aucs[0]:<10}  {aucs[1]:<12}  "
+            f"{event['labelled_rows'] if event['labelled_rows'] is not None else '-':<6}  {event['note'] or ''}"
+        )
     return 0
 
 
@@ -326,11 +370,13 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _change_champion(change, verb: str) -> int:
-    """Apply ``change`` to the registry, make sure the new champion's artifact is on disk (through DVC, from
-    the remote if the cache lost it), and record the new champion as a ``champion_model`` materialization."""
+    """Apply ``change`` to the registry (a promotion, a rollback, a rollout aborted), make sure the champion's
+    artifact is on disk (through DVC, from the remote if the cache lost it), and record the champion and its
+    rollout as a ``champion_model`` materialization."""
     prepare_dagster_home()
     import dagster as dg
 
+    from mlplatform.ml import registry
     from mlplatform.ml.model import artifact_folder
     from mlplatform.orchestration.assets.common import asset_key
     from mlplatform.orchestration.assets.serving import CHAMPION, champion_metadata
@@ -338,7 +384,8 @@ def _change_champion(change, verb: str) -> int:
 
     resources = {name: resource(name) for name in ("dvc", "duckdb")}
     with resources["duckdb"].get_connection() as con:
-        dataset, champion = change(con)
+        dataset, changed = change(con)
+        champion = registry.champion(con, dataset.model.name)
         artifact = artifact_folder(resources["dvc"].repo(), champion.version)
         metadata = champion_metadata(con, dataset.model.name)
     with dg.DagsterInstance.get() as instance:
@@ -347,7 +394,13 @@ def _change_champion(change, verb: str) -> int:
                 asset_key(dataset, CHAMPION), metadata=metadata, tags={"dagster/data_version": champion.version}
             )
         )
-    print(f"{dataset.model.name}: champion {verb} {champion.version} ({champion.reason}); artifact at {artifact}")
+    if isinstance(changed, registry.Rollout):
+        print(
+            f"{dataset.model.name}: {verb}, {changed.version} serves no more; "
+            f"champion {champion.version} serves every row"
+        )
+    else:
+        print(f"{dataset.model.name}: champion {verb} {champion.version} ({champion.reason}); artifact at {artifact}")
     return 0
 
 

@@ -8,6 +8,9 @@ daemon would. Three retraining policies run on the same data, each in its own fr
 
 Each period's row records what a person watching the platform would see: rows landed, drift share and the
 drifted features, the champion that scored the period and its ROC AUC on it, and whether a retrain followed.
+
+A model that passes its gate is promoted whole (``rollout.steps`` [1.0]), not rolled out on a canary share: the
+replay compares when to retrain, and a rollout would delay each retrain's effect by its steps alike.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from mlplatform.markdown import markdown_table
 from mlplatform.ml import registry
 from mlplatform.orchestration.assets.common import asset_key
 from mlplatform.orchestration.assets.monitoring import FEATURE_DRIFT, PERFORMANCE
-from mlplatform.orchestration.assets.serving import TRIGGER_TAG
+from mlplatform.orchestration.assets.serving import CHAMPION, TRIGGER_TAG
 from mlplatform.orchestration.assets.training import MODEL
 from mlplatform.orchestration.jobs import dataset_jobs, job_names
 from mlplatform.orchestration.sensors.retraining import (
@@ -235,7 +238,12 @@ class _Runner:
         training = request.job_name == self.jobs.training
         if training:
             model_op = asset_key(self.dataset, MODEL).to_python_identifier()
-            ops = {**run_config.get("ops", {}), model_op: {"config": self.training_overrides}}
+            champion_op = asset_key(self.dataset, CHAMPION).to_python_identifier()
+            ops = {
+                **run_config.get("ops", {}),
+                model_op: {"config": self.training_overrides},
+                champion_op: {"config": {"steps": [1.0]}},  # promoted whole: see the module's docstring
+            }
             run_config = {**run_config, "ops": ops}
         result = self.defs.resolve_job_def(request.job_name).execute_in_process(
             instance=self.instance,

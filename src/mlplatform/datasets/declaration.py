@@ -8,6 +8,7 @@ validated by them again. Unknown keys are errors, so a misspelt key never falls 
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
@@ -168,6 +169,36 @@ class MonitoringSection(Section):
     )
 
 
+class RolloutSection(Section):
+    """How a newly promoted model replaces the champion: on a growing canary share of each period's rows."""
+
+    steps: list[float] = Field(
+        default=[0.1, 0.5, 1.0],
+        min_length=1,
+        description="The shares of each period's rows a new model serves, in order, while the champion serves the "
+        "rest; reaching the last, 1.0, makes it the champion. [1.0]: promote it whole at once.",
+    )
+    tolerance: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="How far below the champion's realised ROC AUC on the canary's rows the canary's may be and "
+        "still step up; further below, the canary is rolled back.",
+    )
+    min_rows: int = Field(
+        default=1000, ge=1, description="Labelled canary rows a period needs before it decides a step."
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[float]) -> list[float]:
+        if steps[-1] != 1.0 or any(not 0 < share <= 1 for share in steps):
+            raise ValueError(f"steps are shares in (0, 1] ending with 1.0, not {steps}")
+        if any(later <= earlier for earlier, later in pairwise(steps)):
+            raise ValueError(f"steps must grow, not {steps}")
+        return steps
+
+
 class DatasetDeclaration(Section):
     """A dataset's ``defs.yaml`` attributes."""
 
@@ -184,6 +215,7 @@ class DatasetDeclaration(Section):
     training: TrainingSection
     evaluation: EvaluationSection
     monitoring: MonitoringSection = MonitoringSection()
+    rollout: RolloutSection = RolloutSection()
 
     @field_validator("owners")
     @classmethod

@@ -17,6 +17,7 @@ from mlplatform.orchestration.assets.evaluation import evaluation_asset
 from mlplatform.orchestration.assets.features import features_asset
 from mlplatform.orchestration.assets.ingestion import ingestion_assets
 from mlplatform.orchestration.assets.monitoring import monitoring_assets
+from mlplatform.orchestration.assets.rollout import rollout_asset
 from mlplatform.orchestration.assets.serving import serving_assets
 from mlplatform.orchestration.assets.training import training_assets
 from mlplatform.orchestration.assets.validation import validation_assets
@@ -45,6 +46,7 @@ class DatasetComponent(Component, Model, Resolvable):
     training: dict[str, Any]
     evaluation: dict[str, Any]
     monitoring: dict[str, Any] | None = None
+    rollout: dict[str, Any] | None = None
 
     def build_defs(self, context: ComponentLoadContext) -> dg.Definitions:
         attributes = {name: value for name, value in self.model_dump().items() if value is not None}
@@ -60,6 +62,7 @@ def dataset_definitions(dataset: Dataset) -> dg.Definitions:
         *training_assets(dataset),
         evaluation_asset(dataset),
         *serving_assets(dataset),
+        rollout_asset(dataset),
         *monitoring_assets(dataset),
     ]
     jobs = dataset_jobs(dataset)

@@ -17,6 +17,7 @@ from mlplatform.datasets.dataset import (
 )
 from mlplatform.orchestration.assets.common import asset_key
 from mlplatform.orchestration.assets.evaluation import EVALUATION
+from mlplatform.orchestration.assets.rollout import ROLLOUT
 from mlplatform.orchestration.assets.serving import CHAMPION
 from mlplatform.orchestration.assets.training import MODEL
 
@@ -70,8 +71,9 @@ def dataset_jobs(dataset: Dataset) -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             names.scoring,
             tags=tags("scoring"),
-            selection=dg.AssetSelection.assets(key(PREDICTIONS_TABLE)),
-            description=f"Score one {dataset.name} period with the champion (and a challenger in its shadow).",
+            selection=dg.AssetSelection.assets(key(PREDICTIONS_TABLE), key(ROLLOUT)),
+            description=f"Score one {dataset.name} period with the champion (a canary serving its share during a "
+            "rollout, a challenger in the shadow), then decide the rollout's next step on it.",
         ),
     ]
     if names.reference:

@@ -139,9 +139,11 @@ def prediction_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
         with duckdb.get_connection() as con, run_logger(context) as log:
             champion, folder = _champion_artifact(con, dataset, dvc)
             profiles = monitoring.load_reference_profiles(folder)
-            scores = _champion_predictions(con, dataset, period, champion.version, CHAMPION_SCORE)
+            # Named as the profile names the champion's held-out scores.
+            column = f"{CHAMPION_SCORE} AS {monitoring.SCORE_COLUMN}"
+            scores = _champion_predictions(con, dataset, period, champion.version, column)
             result = monitoring.prediction_drift(con, profiles, scores)
-            mean = con.execute(f"SELECT avg({CHAMPION_SCORE}) FROM ({scores})").fetchall()[0][0]
+            mean = con.execute(f"SELECT avg({monitoring.SCORE_COLUMN}) FROM ({scores})").fetchall()[0][0]
             log.info("prediction drift", drifted=result.drifted, statistic=result.statistic)
         return dg.MaterializeResult(
             metadata={
@@ -235,9 +237,10 @@ def _feature_importance(folder: Path) -> dict[str, float]:
 
 
 def _champion_predictions(con, dataset: Dataset, period: str, version: str, columns: str) -> str:
-    """The query for the period's predictions by ``version``; an error saying what to do when there are none."""
+    """The query for the period's predictions by the champion ``version`` (on every row, the canary's included);
+    an error saying what to do when there are none."""
     table = dataset.table(PREDICTIONS_TABLE)
-    where = f"{PERIOD_COLUMN} = {sql_string(period)} AND model_version = {sql_string(version)}"
+    where = f"{PERIOD_COLUMN} = {sql_string(period)} AND champion_version = {sql_string(version)}"
     if not con.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchall()[0][0]:
         raise dg.Failure(
             f"{period} has no predictions by the champion {version}: materialize "

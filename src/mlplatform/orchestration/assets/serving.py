@@ -12,7 +12,15 @@ from mlplatform.markdown import markdown_table
 from mlplatform.ml import registry
 from mlplatform.ml.metrics import paired_bootstrap_auc, roc_auc
 from mlplatform.ml.model import artifact_folder, load_model
-from mlplatform.ml.scoring import CHALLENGER_SCORE, CHAMPION_SCORE, period_features, replace_predictions, score_period
+from mlplatform.ml.scoring import (
+    CHALLENGER_SCORE,
+    CHAMPION_SCORE,
+    SERVED_SCORE,
+    Canary,
+    period_features,
+    replace_predictions,
+    score_period,
+)
 from mlplatform.orchestration.assets.common import (
     DUCKDB_POOL,
     asset_key,
@@ -26,6 +34,7 @@ from mlplatform.orchestration.assets.common import (
     versioned,
 )
 from mlplatform.orchestration.assets.evaluation import EVALUATION, trained_version
+from mlplatform.orchestration.config import run_config, section_schema, with_overrides
 from mlplatform.orchestration.resources.dvc import DVCResource
 from mlplatform.orchestration.resources.warehouse import Warehouse
 
@@ -41,30 +50,42 @@ def serving_assets(dataset: Dataset) -> list[dg.AssetsDefinition]:
 
 def champion_asset(dataset: Dataset) -> dg.AssetsDefinition:
     model_name = dataset.model.name
+    declared = dataset.declaration.rollout
 
     @dg.asset(
         key=asset_key(dataset, CHAMPION),
         kinds={"duckdb"},
         pool=DUCKDB_POOL,
         deps=[asset_key(dataset, EVALUATION)],
-        description=f"The {model_name} version that scores, as the model registry (DuckDB tables model_versions "
-        "and model_promotions) records it. Materializing it promotes the version model_evaluation registered in "
-        "this run; its blocking promotion_gate check stops this step for a model that failed. The reason comes "
-        "from the run's mlplatform/trigger tag (manual, scheduled or drift). `mlplatform promote` and "
-        "`mlplatform rollback` change the champion outside a run and record the change here too.",
+        config_schema=section_schema(declared, ["steps"]),
+        description=f"The {model_name} version that scores, as the model registry (DuckDB tables model_versions, "
+        "model_promotions and model_rollouts) records it. Materializing it brings in the version model_evaluation "
+        "registered in this run; its blocking promotion_gate check stops this step for a model that failed. The "
+        "first model is promoted whole; a later one starts a rollout: it serves the first of rollout.steps of each "
+        "period's rows (a canary picked by the md5 of the natural key) and the rollout asset steps it up or rolls "
+        "it back on its realised ROC AUC (steps [1.0] promotes it whole). The reason comes from the run's "
+        "mlplatform/trigger tag (manual, scheduled or drift). `mlplatform promote`, `rollback` and `rollout "
+        "--abort` change the champion or the rollout outside a run and record the change here too.",
         **common(dataset, "serving"),
     )
     def champion_model(context: dg.AssetExecutionContext, duckdb: Warehouse):
         version = trained_version(context, asset_key(dataset, EVALUATION))
         reason = context.run.tags.get(TRIGGER_TAG, "manual")
+        steps = with_overrides(declared, run_config(context)).steps
+        note = f"run {context.run.run_id}"
         with duckdb.get_connection() as con, run_logger(context) as log:
+            current = registry.champion(con, model_name)
             try:
-                promotion = registry.promote(con, model_name, version, reason, note=f"run {context.run.run_id}")
+                if current is None or current.version == version or len(steps) == 1:
+                    promotion = registry.promote(con, model_name, version, reason, note=note)
+                    log.info("champion promoted", version=promotion.version, reason=promotion.reason)
+                else:
+                    canary = registry.start_rollout(con, model_name, version, steps, reason, note=note)
+                    log.info("rollout started", version=canary.version, share=canary.share, champion=current.version)
             except registry.RegistryError as error:
                 raise dg.Failure(str(error)) from error
-            log.info("champion promoted", version=promotion.version, reason=promotion.reason)
             metadata = champion_metadata(con, model_name)
-            return dg.MaterializeResult(data_version=dg.DataVersion(promotion.version), metadata=metadata)
+            return dg.MaterializeResult(data_version=dg.DataVersion(metadata["champion_version"]), metadata=metadata)
 
     return champion_model
 
@@ -91,6 +112,7 @@ def champion_metadata(con: duckdb.DuckDBPyConnection, model_name: str) -> dict[s
     history = registry.promotion_history(con, model_name)
     promotions = pl.DataFrame(history).with_columns(pl.selectors.temporal().cast(pl.String))
     return {
+        **rollout_metadata(con, model_name),
         "model_name": model_name,
         "champion_version": champion.version,
         "promoted_at": champion.promoted_at.isoformat(),
@@ -101,6 +123,21 @@ def champion_metadata(con: duckdb.DuckDBPyConnection, model_name: str) -> dict[s
         "registry": dg.MetadataValue.md(markdown_table(versions)),
         "promotions": dg.MetadataValue.md(markdown_table(promotions)),
     }
+
+
+def rollout_metadata(con: duckdb.DuckDBPyConnection, model_name: str) -> dict[str, Any]:
+    """The rollout serving now (its canary, share and step) and every rollout event, as a table."""
+    serving = registry.rollout(con, model_name)
+    history = registry.rollout_history(con, model_name)
+    state = {"rollout": serving.describe() if serving else "none"}
+    if serving:
+        state |= {"canary_version": serving.version, "canary_share": serving.share}
+    if history:
+        events = pl.DataFrame(history).with_columns(
+            pl.selectors.temporal().cast(pl.String), pl.selectors.float().round(4)
+        )
+        state["rollout_events"] = dg.MetadataValue.md(markdown_table(events))
+    return state
 
 
 def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
@@ -114,9 +151,11 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
         partitions_def=partitions(dataset),
         deps=[features_key, asset_key(dataset, CHAMPION)],
         automation_condition=follow_new_periods(dataset),
-        description="Every row of the period scored by the champion, each carrying the model version that scored "
-        "it. When the registry holds a newer version than the champion (a challenger), its scores are kept beside "
-        "the champion's, and on a period with labels both are compared with a paired bootstrap interval on ROC "
+        description="Every row of the period served by the champion, or, during a rollout, by the canary when the "
+        "md5 of its natural key falls in the canary's share; each row carries the version that served it "
+        "(model_version, probability) and the champion's probability (champion_probability, in the canary's "
+        "shadow on its rows). When the registry holds a newer version than the champion (a challenger), its scores "
+        "are kept beside, and on a period with labels both are compared with a paired bootstrap interval on ROC "
         "AUC (an offline A/B test). Versioned with DVC; each new period of features is scored automatically.",
         **common(dataset, "serving"),
     )
@@ -125,13 +164,23 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
         with duckdb.get_connection() as con, run_logger(context) as log:
             champion = current_champion(con, dataset)
             challenger = registry.challenger(con, model_name)
-            versions = [champion.version, *([challenger.version] if challenger else [])]
-            scorers = [(v, load_model(artifact_folder(repo, v))) for v in versions]
-            scored = score_period(dataset, period_features(con, dataset, period), *scorers)
+            serving = registry.rollout(con, model_name)
+            canary = Canary(serving.version, serving.share) if serving else None
+            named = {champion.version, challenger.version if challenger else None, canary and canary.version}
+            models = {v: load_model(artifact_folder(repo, v)) for v in named - {None}}
+            scored = score_period(
+                dataset,
+                period_features(con, dataset, period),
+                models,
+                champion.version,
+                challenger.version if challenger else None,
+                canary,
+            )
             rows = replace_predictions(con, dataset, period, scored)
             version, data_version = versioned(con, dvc, dataset, PREDICTIONS_TABLE, period)
             comparison = _shadow_comparison(scored, label)
-            log.info("period scored", rows=rows, champion=champion.version, **comparison)
+            canary_rows = scored.filter(pl.col("model_version") != champion.version).height
+            log.info("period scored", rows=rows, champion=champion.version, canary_rows=canary_rows, **comparison)
             return dg.MaterializeResult(
                 data_version=data_version,
                 metadata={
@@ -139,10 +188,17 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
                     **version,
                     "model_version": champion.version,
                     "challenger_version": challenger.version if challenger else "none",
-                    "mean_probability": float(scored[CHAMPION_SCORE].mean()),
+                    "canary_version": canary.version if canary else "none",
+                    "canary_share": canary.share if canary else 0.0,
+                    "canary_rows": canary_rows,
+                    "mean_probability": float(scored[SERVED_SCORE].mean()),
                     **{f"shadow/{name}": value for name, value in comparison.items()},
                     "dvc/inputs": dg.MetadataValue.json(
-                        {**recorded_md5s(context.instance, features_key, [period]), CHAMPION: champion.version}
+                        {
+                            **recorded_md5s(context.instance, features_key, [period]),
+                            CHAMPION: champion.version,
+                            **({"canary": canary.version} if canary else {}),
+                        }
                     ),
                 },
             )
