@@ -375,3 +375,11 @@ def test_a_reference_file_is_loaded_whole_or_not_at_all(con, seeded_landing, tmp
         load_reference(con, flights, contract, path)
     assert raised.value.line == line
     assert con.execute('SELECT count(*) FROM "flights"."planes"').fetchall() == [(3_322,)]
+
+
+def test_a_file_that_cannot_be_opened_is_named(con, tmp_path, flights):
+    folder = tmp_path / "2013-01.csv"
+    folder.mkdir()
+    with pytest.raises(LandingFileError, match="cannot be read \\(Is a directory\\)") as raised:
+        _load(con, flights, "flights", "2013-01", folder)
+    assert raised.value.path == folder

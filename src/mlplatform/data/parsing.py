@@ -197,8 +197,11 @@ def csv_header(contract: Contract, path: Path, delimiter: str, encoding: str) ->
     """The column names of a CSV file's header, in the file's order; a :class:`LandingFileError` saying what is
     wrong with it otherwise. Columns may come in any order; a byte-order mark and CRLF line ends are fine."""
     expected = delimiter.join(contract.columns)
-    with path.open("rb") as handle:
-        head = handle.read(_HEADER_BYTES)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_HEADER_BYTES)
+    except OSError as error:
+        raise LandingFileError(path, None, f"cannot be read ({error.strerror})") from None
     if not head.strip():
         raise LandingFileError(path, 1, f"the file is empty; expected the header line {expected!r}")
     not_text = _not_text(head, encoding)
@@ -243,6 +246,23 @@ def _not_text(head: bytes, encoding: str) -> str | None:
     if b"\x00" in head and encoding != "utf-16":
         return "not a text file (it holds binary data)"
     return None
+
+
+def mixed_line_ends(path: Path) -> str | None:
+    """How many lines end in each way where a file mixes them (``3 end in \\r\\n, 2 in \\n``); None where it
+    does not. Read in chunks, and only once a read has failed."""
+    crlf = lf = cr = 0
+    with path.open("rb") as handle:
+        carry = b""
+        while chunk := handle.read(1 << 20):
+            data = carry + chunk
+            carry = b"\r" if data.endswith(b"\r") else b""  # a \r\n may straddle two chunks
+            data = data[: len(data) - len(carry)]
+            pairs = data.count(b"\r\n")
+            crlf, lf, cr = crlf + pairs, lf + data.count(b"\n") - pairs, cr + data.count(b"\r") - pairs
+        cr += len(carry)
+    found = [f"{count} in {name}" for name, count in (("\\r\\n", crlf), ("\\n", lf), ("\\r", cr)) if count]
+    return f"{found[0].replace(' in ', ' end in ')}, {', '.join(found[1:])}" if len(found) > 1 else None
 
 
 def column_mismatch(expected: list[str], found: list[str]) -> str | None:

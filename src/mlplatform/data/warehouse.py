@@ -27,6 +27,7 @@ from mlplatform.data.parsing import (
     drop_rejects,
     file_rows,
     first_rejected_line,
+    mixed_line_ends,
 )
 from mlplatform.data.sql import identifier, sql_string
 from mlplatform.datasets.dataset import PERIOD_COLUMN, Dataset, clean_table, quarantine_table, raw_table
@@ -160,10 +161,10 @@ def _load_file(
         try:
             with transaction(con):
                 write(source)
-        except duckdb.TransactionException:
-            raise
-        except duckdb.Error as error:
-            raise _landing_error(path, error) from error
+        except (duckdb.InvalidInputException, duckdb.IOException) as error:
+            # What the reader does not keep as a rejected line is the file's as a whole; any other DuckDB error
+            # (a conflict, memory) is not the file's fault and is raised as it is.
+            raise _landing_error(path, error) from None
         finally:
             drop_rejects(con)
 
@@ -198,7 +199,11 @@ def partition_row_count(con: duckdb.DuckDBPyConnection, table: str, period: str)
 
 
 def _landing_error(path: Path, error: duckdb.Error) -> LandingFileError:
-    """A DuckDB error reading a file that the reader does not keep as a rejected line (an I/O error, say)."""
+    """A DuckDB error reading a file that the reader does not keep as a rejected line: lines ended in more than
+    one way, which DuckDB's CSV reader cannot follow, or an I/O error."""
+    mixed = mixed_line_ends(path) if path.suffix == ".csv" else None
+    if mixed:
+        return LandingFileError(path, None, f"mixed line ends ({mixed}); expected one kind throughout")
     line = re.search(r"Line: (\d+)", str(error))
     return LandingFileError(path, int(line.group(1)) if line else None, f"cannot be read: {_first_line(error)}")
 
