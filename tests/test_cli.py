@@ -165,6 +165,14 @@ def test_dvc_failures_are_reported_without_a_traceback(data_dir, dagster_home, m
     assert "mlplatform init: the dvc program was not found" in capsys.readouterr().err
 
 
+def test_materialize_prints_the_first_line_of_a_failed_steps_error(data_dir, dagster_home, monkeypatch, capsys):
+    monkeypatch.setenv("MLPLATFORM_DVC", str(data_dir / "no-such-dvc"))
+    assert main(["materialize", "--dataset", "employment", "--partitions", "2016"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    failed = [line for line in lines if line.startswith("  employment__validate_people: ")]
+    assert len(failed) == 1 and "DVCError: the dvc program was not found" in failed[0]
+
+
 REGIONS, CHANNELS = ["east", "north", "south", "west"], ["phone", "store", "web"]
 HEADER = ["id", "year", "region", "channel", "amount", "visits", "churned"]
 
