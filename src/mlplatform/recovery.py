@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -70,7 +71,7 @@ def backup(instance: dg.DagsterInstance, repo: DVCRepo, connect: Connect) -> Bac
     now = dt.datetime.now(dt.UTC)
     repo.ensure_initialised()
     entries = list(_recorded_entries(instance))
-    snapshots: dict[str, object] = {}
+    snapshots: dict[str, Path] = {}
     with connect() as con:
         for dataset in all_datasets().values():
             for table in dataset.reference:
