@@ -247,6 +247,12 @@ def test_a_worse_canary_is_rolled_back_by_itself(three_periods, capsys):
     assert 0.09 < len(served) / len(rows) < 0.11 and predictions["canary_rows"].value == len(served)
     assert {row[8] for row in rows} == {first} and all(row[9] for row in rows if row[7] == first)
     assert predictions["canary_version"].value == canary and predictions["model_version"].value == first
+    # Monitoring judges the champion on every row, the canary's included: on its own held-out month, its AUC.
+    monitored = _materialize(run_config=None, names=["model_performance", "prediction_drift"], partition="2013-03")
+    performance = _metadata(monitored, "model_performance")
+    assert performance["champion_version"].value == first
+    assert performance["roc_auc"].value == pytest.approx(performance["holdout_roc_auc"].value, abs=1e-4)
+    assert _metadata(monitored, "prediction_drift")["champion_version"].value == first
 
     # Worse on its share than the champion on the same rows: rolled back, by itself, and the check says why.
     assert rollout["decision"].value == "rolled_back" and rollout["labelled_rows"].value > 2000
