@@ -143,3 +143,17 @@ def test_exports_are_deterministic_whatever_the_insertion_order(tmp_path):
     shuffled = export_table(con, "shuffled", "2013-01", tmp_path / "c.parquet")
     assert file_md5(first) == file_md5(again) == file_md5(shuffled)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_pointer_a_killed_dvc_add_left_half_written_is_written_again(repo):
+    """DVC writes a .dvc file in place: a kill during the write leaves it cut short, and DVC refuses to read it."""
+    path = repo.version_path("employment/features", "2016")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"the period's features")
+    whole = repo.track(path)
+    pointer = path.with_name(path.name + ".dvc")
+    text = pointer.read_text()
+    for cut in (0, 5, text.index("size"), len(text) - 3):
+        pointer.write_text(text[:cut])
+        assert repo.track(path) == whole
+        assert pointer.read_text() == text

@@ -117,6 +117,8 @@ class DVCRepo:
             return []
         self.ensure_initialised()
         relative = [path.resolve().relative_to(self.root.resolve()) for path in paths]
+        for path in relative:
+            _drop_torn_pointer(self.root / f"{path}.dvc")
         self.run("add", "--quiet", *map(str, relative))
         self.run("push", "--quiet", *(f"{path}.dvc" for path in relative))
         # The remote goes into metadata: a URL's password (an http remote's) stays out.
@@ -236,6 +238,21 @@ def _matches(path: Path, md5: str, cache_dir: Path | None) -> bool:
 def _pointer(md5: str, name: str) -> str:
     """A .dvc file's text naming one version by its md5."""
     return yaml.safe_dump({"outs": [{"md5": md5, "hash": "md5", "path": name}]})
+
+
+def _drop_torn_pointer(dvc_file: Path) -> None:
+    """Remove a ``.dvc`` file that a killed ``dvc add`` left half written: DVC writes it in place and then refuses to
+    read it (``validation failed``). ``dvc add`` writes it again whole."""
+    try:
+        out = yaml.safe_load(dvc_file.read_text())["outs"][0]
+        # DVC writes the path last: a file cut short lacks it or has it cut.
+        if MD5.fullmatch(str(out["md5"])) and out["path"] == dvc_file.name.removesuffix(".dvc"):
+            return
+    except FileNotFoundError:
+        return
+    except (yaml.YAMLError, KeyError, IndexError, TypeError):
+        pass
+    dvc_file.unlink()
 
 
 def read_md5(dvc_file: Path) -> str:
