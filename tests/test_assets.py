@@ -219,6 +219,15 @@ def test_a_file_wrong_as_a_whole_fails_with_one_line_and_keeps_what_was_loaded(f
     assert description.startswith(f"{landing_file}, line 1: fields are separated by ';', not ','")
     assert "\n" not in description and "Traceback" not in description and "duckdb" not in description.lower()
     assert failure.user_failure_data.metadata["file"].value == str(landing_file)
+    # The same line in the run's log.
+    logged = [
+        json.loads(entry.user_message)
+        for entry in with_reference.all_logs(result.run_id)
+        if entry.user_message.startswith("{")
+    ]
+    assert {"event": "landing file refused", "error": description} in [
+        {key: line[key] for key in ("event", "error") if key in line} for line in logged
+    ]
     with resources_for("local")["duckdb"].get_connection() as con:
         rows = con.execute("SELECT count(*) FROM flights.raw_flights WHERE period = '2013-04'").fetchall()[0][0]
     assert rows == 28_330
