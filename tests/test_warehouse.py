@@ -202,7 +202,7 @@ def test_records_that_cannot_be_read_whole_are_kept_with_their_line_and_failures
         return ",".join({**values, **changes}[name] for name in order)
 
     lines = [
-        ",".join(order),
+        ", ".join(f'"{name}"' for name in order),  # quoted names, a space after each comma
         line(),
         line(dep_time="early", flight="2"),
         line(distance="inf", flight="3"),

@@ -213,7 +213,8 @@ def csv_header(contract: Contract, path: Path, delimiter: str, encoding: str) ->
     ).readline()
     if "\ufffd" in first_line:
         raise LandingFileError(path, 1, f"the header is not {encoding} text; expected {encoding} CSV text")
-    found = next(csv.reader([first_line.rstrip("\r\n")], delimiter=delimiter))
+    row = next(csv.reader([first_line.rstrip("\r\n")], delimiter=delimiter, skipinitialspace=True))
+    found = [name.strip() for name in row]
     if len(found) == 1:
         for other in _OTHER_DELIMITERS:
             if other != delimiter and set(first_line.split(other)) & set(contract.columns):
