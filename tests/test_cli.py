@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +19,7 @@ from mlplatform.datasets import load_dataset
 from mlplatform.datasets.dataset import FEATURES_TABLE, clean_table, quarantine_table, raw_table
 from mlplatform.orchestration.assets.common import asset_key
 from mlplatform.orchestration.component import dataset_definitions
+from mlplatform.orchestration.dead_runs import PROCESS_TAG
 from mlplatform.orchestration.resources import resources_for
 
 
@@ -268,3 +272,39 @@ def test_the_command_works_under_the_production_profile(tmp_path, monkeypatch, c
     monkeypatch.setenv("MLPLATFORM_S3_ENDPOINT", "")  # set, and empty: AWS S3, or as here a remote of another kind
     assert main(["seed", "--dataset", "employment", "--partitions", "2016"]) == 0
     assert (tmp_path / "shared-landing" / "employment" / "people" / "2016.csv").is_file()
+
+
+def test_materialize_first_fails_the_run_a_killed_command_left_and_frees_its_slot(
+    seeded_landing, tmp_path, dagster_home, monkeypatch, capsys
+):
+    """The wedge: a command killed mid-run leaves its run STARTED, holding the `duckdb` pool's only slot, and without
+    this every later run would wait for the slot forever."""
+    shutil.copytree(seeded_landing / "flights" / "reference", tmp_path / "data" / "landing" / "flights" / "reference")
+    monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(Path(__file__).parents[1])  # the shipped dagster.yaml goes into the new Dagster home
+    prepare_dagster_home()
+    code = f"from mlplatform.orchestration.dead_runs import process_tags; print(process_tags()[{PROCESS_TAG!r}])"
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    with dg.DagsterInstance.get() as instance:
+        run = instance.add_run(
+            dg.DagsterRun(
+                job_name="flights_period_pipeline",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={PROCESS_TAG: killed, "dagster/partition": "2013-03"},
+            )
+        )
+        instance.event_log_storage.initialize_concurrency_limit_to_default("duckdb")
+        assert instance.event_log_storage.claim_concurrency_slot(
+            "duckdb", run.run_id, "flights__raw_flights"
+        ).is_claimed
+
+    assert main(["materialize", "--dataset", "flights"]) == 0  # the reference tables: no period has landed
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[0]
+        == f"flights_period_pipeline [2013-03]: run {run.run_id} lost its process; marked failed, its pool slots freed"
+    )
+    assert out[1].startswith("flights_reference_data: run ") and out[1].endswith(" succeeded")
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
