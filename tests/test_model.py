@@ -270,3 +270,24 @@ def test_a_model_of_only_numeric_or_only_categorical_features_trains_saves_and_l
     np.testing.assert_array_equal(loaded.predict(fresh), scores)
     assert loaded.manifest["features"] == {"categorical": categorical, "numeric": numeric, "label": label}
     assert loaded.predict(fresh.head(0)).shape == (0,)
+
+
+def test_refit_trains_again_on_the_whole_window_for_the_best_epoch_count(dataset, real):
+    """Early stopping chooses the epochs on the latest rows; the refit model then learns from those rows too:
+    its statistics are the whole window's, its curve and best epoch the early-stopped run's."""
+    data = real(dataset)
+    frame, label = data.train_frame, dataset.label
+    stopped = train(frame, small(dataset.model, refit=False), data.time_order)
+    refit = train(frame, small(dataset.model, refit=True), data.time_order)
+    assert refit.best_epoch == stopped.best_epoch and refit.curve == stopped.curve
+    fit_rows, _ = split_by_time(frame, label, data.time_order, dataset.model.hyperparameters.validation_share)
+    labelled = frame.filter(pl.col(label).is_not_null())
+    column = dataset.model.numeric[0]
+    assert stopped.model.preprocessor.means[column] == pytest.approx(fit_rows[column].cast(pl.Float64).mean())
+    assert refit.model.preprocessor.means[column] == pytest.approx(labelled[column].cast(pl.Float64).mean())
+    assert refit.model.preprocessor.means[column] != pytest.approx(stopped.model.preprocessor.means[column])
+    assert refit.model.hyperparameters["refit"] is True
+    # Same seed, same inputs: the refit is as reproducible as the early-stopped run.
+    again = train(frame, small(dataset.model, refit=True), data.time_order)
+    for name, weights in refit.model.network.state_dict().items():
+        assert torch.equal(weights, again.model.network.state_dict()[name]), name

@@ -123,6 +123,13 @@ class Hyperparameters(Section):
     max_epochs: int = Field(default=20, ge=1)
     patience: int = Field(default=3, ge=1, description="Epochs without a better validation loss before stopping.")
     validation_share: float = Field(default=0.1, gt=0, lt=1, description="Latest share of the window to stop on.")
+    refit: bool = Field(
+        default=True,
+        description=(
+            "After early stopping has chosen the number of epochs, train again from the seed on the whole window, "
+            "latest rows included, for that many epochs."
+        ),
+    )
     seed: int = Field(default=13, description="Same data, config and seed: same weights.")
 
 

@@ -49,23 +49,45 @@ def train(
     time_order: list[str],
     on_epoch: Callable[[EpochResult], None] | None = None,
 ) -> TrainingResult:
-    """Fit on the window's earlier rows, stop early on its latest ones; same inputs, same weights."""
+    """Fit on the window's earlier rows and stop early on its latest ones; with ``refit``, train again on the
+    whole window for the best number of epochs. Same inputs, same weights."""
+    config: Hyperparameters = model.hyperparameters
+    fit_rows, validation_rows = split_by_time(frame, model.label, time_order, config.validation_share)
+    network, preprocessor, curve, best_epoch = _fit(fit_rows, validation_rows, model, on_epoch)
+    if config.refit:
+        # The latest rows are the most like the periods the model will score: an early-stopped model never
+        # learns from them, so the final model sees the whole window (the stopping slice only chose the epochs).
+        network, preprocessor, _, _ = _fit(pl.concat([fit_rows, validation_rows]), None, model, None, best_epoch)
+    hyperparameters = config.model_dump()
+    trained = TabularModel(network.cpu(), preprocessor, hyperparameters, model.label)
+    return TrainingResult(trained, curve, best_epoch)
+
+
+def _fit(
+    fit_rows: pl.DataFrame,
+    validation_rows: pl.DataFrame | None,
+    model: ModelSection,
+    on_epoch: Callable[[EpochResult], None] | None,
+    epochs: int | None = None,
+) -> tuple[nn.Module, Preprocessor, list[EpochResult], int]:
+    """Train a network from the seed: stopped early on ``validation_rows`` (keeping its best epoch's weights),
+    or, without them, for exactly ``epochs`` epochs."""
     config: Hyperparameters = model.hyperparameters
     torch.manual_seed(config.seed)
-    fit_rows, validation_rows = split_by_time(frame, model.label, time_order, config.validation_share)
     preprocessor = Preprocessor.fit(fit_rows, model.categorical, model.numeric)
-    hyperparameters = config.model_dump()
     target = device()
-    network = build_network(preprocessor, hyperparameters).to(target)
+    network = build_network(preprocessor, config.model_dump()).to(target)
     fit_inputs = _tensors(preprocessor, fit_rows, model.label, target)
-    validation_inputs = _tensors(preprocessor, validation_rows, model.label, target)
+    validation_inputs = (
+        None if validation_rows is None else _tensors(preprocessor, validation_rows, model.label, target)
+    )
     optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss = nn.BCEWithLogitsLoss()
     shuffler = torch.Generator().manual_seed(config.seed)
 
     curve: list[EpochResult] = []
-    best_state, best_loss, best_epoch = copy.deepcopy(network.state_dict()), float("inf"), 0
-    for epoch in range(1, config.max_epochs + 1):
+    best_state, best_loss, best_epoch = None, float("inf"), epochs or 0
+    for epoch in range(1, (epochs or config.max_epochs) + 1):
         network.train()
         order = torch.randperm(fit_rows.height, generator=shuffler).to(target)
         total = 0.0
@@ -76,6 +98,8 @@ def train(
             batch_loss.backward()
             optimiser.step()
             total += batch_loss.item() * len(rows)
+        if validation_inputs is None:
+            continue
         network.eval()
         with torch.no_grad():
             validation_loss = loss(network(validation_inputs[0], validation_inputs[1]), validation_inputs[2]).item()
@@ -87,9 +111,9 @@ def train(
             best_state, best_loss, best_epoch = copy.deepcopy(network.state_dict()), validation_loss, epoch
         elif epoch - best_epoch >= config.patience:
             break
-    network.load_state_dict(best_state)
-    trained = TabularModel(network.cpu(), preprocessor, hyperparameters, model.label)
-    return TrainingResult(trained, curve, best_epoch)
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    return network, preprocessor, curve, best_epoch
 
 
 def _tensors(

@@ -45,6 +45,7 @@ dates AS (
 SELECT
     f.year, f.month, f.day, f.carrier, f.flight, f.origin, f.sched_dep_time,
     f.hour AS sched_hour,
+    f.hour * 60 + f.minute AS sched_dep_minute,
     isodow(f.flight_date) AS weekday,
     dates.days_to_holiday = 0 AS is_holiday,
     dates.days_to_holiday,
