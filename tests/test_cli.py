@@ -283,7 +283,7 @@ def test_materialize_first_fails_the_run_a_killed_command_left_and_frees_its_slo
     monkeypatch.setenv("MLPLATFORM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.chdir(Path(__file__).parents[1])  # the shipped dagster.yaml goes into the new Dagster home
     prepare_dagster_home()
-    code = f"from mlplatform.orchestration.dead_runs import process_tags; print(process_tags()[{PROCESS_TAG!r}])"
+    code = f"from mlplatform.orchestration.dead_runs import in_process_run_tags as t; print(t()[{PROCESS_TAG!r}])"
     killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     with dg.DagsterInstance.get() as instance:
         run = instance.add_run(

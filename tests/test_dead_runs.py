@@ -6,30 +6,36 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
+import duckdb
 import pytest
 import yaml
 from dagster._core.events import EngineEventData
 from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+from dagster_dev import dagster_dev
 
 from mlplatform.orchestration.dead_runs import (
     PROCESS_TAG,
     LocalRunLauncher,
-    process_tags,
+    in_process_run_tags,
     reclaim_dead_runs,
+    recorded_pids,
     run_process_alive,
 )
 
 SHIPPED_CONFIG = yaml.safe_load((Path(__file__).parents[1] / "dagster.yaml").read_text())
 POOL = "duckdb"
+IN_FLIGHT = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 @pytest.fixture
@@ -41,7 +47,7 @@ def instance(tmp_path):
 @pytest.fixture(scope="module")
 def exited_process() -> tuple[int, str]:
     """The PID and process tag of a process that has exited (and been waited for)."""
-    code = f"from mlplatform.orchestration.dead_runs import process_tags; print(process_tags()[{PROCESS_TAG!r}])"
+    code = f"from mlplatform.orchestration.dead_runs import in_process_run_tags as t; print(t()[{PROCESS_TAG!r}])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     tag = done.stdout.strip()
     return int(tag.split("/")[1]), tag
@@ -64,6 +70,7 @@ def test_the_shipped_instance_monitors_runs_with_the_local_launcher(instance):
     assert instance.run_launcher.supports_check_run_worker_health
     assert instance.run_monitoring_enabled and instance.run_monitoring_max_resume_run_attempts == 0
     assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
+    assert instance.run_retries_enabled and not instance.run_retries_retry_on_asset_or_op_failure
     instance.event_log_storage.initialize_concurrency_limit_to_default(POOL)
     assert instance.event_log_storage.get_concurrency_info(POOL).slot_count == 1
 
@@ -74,7 +81,7 @@ def test_a_dead_commands_run_is_failed_and_its_slot_freed_and_nothing_else(insta
     dead = _run(instance, tags={PROCESS_TAG: dead_tag})
     # A live process (this one), another machine's, and one whose PID a new process took since: only the first two
     # may still be running.
-    live = _run(instance, tags=process_tags(), step=None)
+    live = _run(instance, tags=in_process_run_tags(), step=None)
     elsewhere = _run(instance, tags={PROCESS_TAG: f"not-{socket.gethostname()}/1/1"}, step=None)
     reused = _run(instance, tags={PROCESS_TAG: f"{socket.gethostname()}/{os.getpid()}/1"}, step=None)
     # A run that waits for the slot the dead run holds.
@@ -102,7 +109,7 @@ def test_slots_of_runs_that_ended_or_were_deleted_are_freed(instance):
     instance.event_log_storage.set_concurrency_slots(POOL, 3)
     ended = _run(instance, dg.DagsterRunStatus.CANCELED)
     deleted = _run(instance, step="employment__features")
-    running = _run(instance, tags=process_tags(), step="employment__validate_people")
+    running = _run(instance, tags=in_process_run_tags(), step="employment__validate_people")
     instance.delete_run(deleted.run_id)  # Dagster frees a deleted run's slots itself; a stale claim stays
     instance.event_log_storage.claim_concurrency_slot(POOL, deleted.run_id, "employment__features")
     assert _holders(instance) == {ended.run_id, deleted.run_id, running.run_id}
@@ -145,6 +152,81 @@ def _monitor(instance: dg.DagsterInstance, dead_pid: int) -> None:
 
     # The daemon's slot iteration frees the failed run's slot once free_slots_after_run_end_seconds have passed.
     [record] = instance.get_run_records(filters=dg.RunsFilter(run_ids=[dead.run_id]))
-    time.sleep(max(0.0, record.end_time + 1.1 - time.time()))
+    time.sleep(max(0.0, record.end_time + 2 - time.time()))  # after its end, the retry decision updates it too
     list(execute_concurrency_slots_iteration(SimpleNamespace(instance=instance), logger))
     assert not _holders(instance)
+
+
+def test_the_daemon_fails_a_sensor_run_whose_processes_were_killed_and_runs_it_again(tmp_path, seeded_landing):
+    """`dagster dev` (webserver, daemon, code server) on the shipped dagster.yaml, its monitoring polling faster: the
+    landing sensor's run of employment 2015 has its run worker and step processes SIGKILLed mid-step, holding the
+    `duckdb` slot. The daemon fails the run, frees the slot and launches the run again from its failure (the sensor
+    never asks twice for the same bytes); the period loads whole."""
+    landing = tmp_path / "data" / "landing" / "employment" / "people"
+    landing.mkdir(parents=True)
+    rows = (seeded_landing / "employment" / "people" / "2015.csv").read_text().splitlines(keepends=True)[:2001]
+    (landing / "2015.csv").write_text("".join(rows))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    settings = {**SHIPPED_CONFIG["run_monitoring"], "poll_interval_seconds": 2, "free_slots_after_run_end_seconds": 1}
+    (home / "dagster.yaml").write_text(yaml.safe_dump({**SHIPPED_CONFIG, "run_monitoring": settings}))
+
+    with (
+        dagster_dev(home, env={"MLPLATFORM_DATA_DIR": str(tmp_path / "data")}),
+        dg.DagsterInstance.from_config(str(home)) as instance,
+    ):
+        killed = _wait_for(lambda: _running_step(instance, "employment__validate_people"), "the sensor's run")
+        assert killed.tags["dagster/sensor_name"] == "employment_landing_sensor"
+        assert _holders(instance) == {killed.run_id}
+        for pid in recorded_pids(instance, killed.run_id):
+            _kill_with_descendants(pid)
+        retry = _wait_for(lambda: _child_run(instance, killed.run_id, dg.DagsterRunStatus.SUCCESS), "the retry")
+
+        assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert retry.tags["dagster/sensor_name"] == "employment_landing_sensor"
+        assert not instance.get_run_records(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+        assert not _holders(instance)
+    with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
+        counts = [
+            con.execute(f"SELECT count(*) FROM employment.{table} WHERE period = '2015'").fetchone()[0]
+            for table in ("raw_people", "clean_people", "features")
+        ]
+    assert counts == [2000, 2000, 2000]
+
+
+def _running_step(instance: dg.DagsterInstance, step: str) -> dg.DagsterRun | None:
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        started = instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START)
+        if any(event.step_key == step for event in started):
+            return record.dagster_run
+    return None
+
+
+def _child_run(instance: dg.DagsterInstance, parent: str, status: dg.DagsterRunStatus) -> dg.DagsterRun | None:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": parent}, statuses=[status]))
+    return runs[0] if runs else None
+
+
+def _wait_for(found, what: str, seconds: float = 300):
+    deadline = time.monotonic() + seconds
+    while (value := found()) is None:
+        assert time.monotonic() < deadline, f"no {what} after {seconds} s"
+        time.sleep(0.2)
+    return value
+
+
+def _kill_with_descendants(pid: int) -> None:
+    """SIGKILL ``pid`` and every process it started, as a crash of its machine would."""
+    family, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        family.append(parent)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with suppress(OSError):
+                    stat = (entry / "stat").read_text()
+                    if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
+                        queue.append(int(entry.name))
+    for member in family:
+        with suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)

@@ -531,13 +531,13 @@ def _run(defs, instance, job_name: str, partition: str | None = None) -> bool:
     """Run one job (one partition of it) in this process, tagged with it; whether it failed, after saying so.
 
     Runs a killed process left behind are reclaimed first: otherwise they would hold their pool slots forever."""
-    from mlplatform.orchestration.dead_runs import process_tags, reclaim_dead_runs
+    from mlplatform.orchestration.dead_runs import in_process_run_tags, reclaim_dead_runs
 
     for dead in reclaim_dead_runs(instance):
         where = f" [{dead.tags['dagster/partition']}]" if "dagster/partition" in dead.tags else ""
         print(f"{dead.job_name}{where}: run {dead.run_id} lost its process; marked failed, its pool slots freed")
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, partition_key=partition, raise_on_error=False, tags=process_tags()
+        instance=instance, partition_key=partition, raise_on_error=False, tags=in_process_run_tags()
     )
     label = f"{job_name}{f' [{partition}]' if partition else ''}"
     if result.success:

@@ -231,6 +231,9 @@ def test_instance_loads_with_the_run_queue_limits_and_run_monitoring(instance, t
         assert dagster_instance.run_monitoring_max_runtime_seconds > 0  # the dead-run-worker backstop
         # A run failed by the monitoring frees its pool slots soon after.
         assert dagster_instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
+        # A run whose worker died is launched again once; a run whose step failed is not.
+        assert dagster_instance.run_retries_enabled and dagster_instance.run_retries_max_retries == 1
+        assert not dagster_instance.run_retries_retry_on_asset_or_op_failure
         assert dagster_instance.managed_python_loggers == ["mlplatform"]
     assert instance["telemetry"] == {"enabled": False}
 
@@ -375,6 +378,12 @@ def test_helm_values_mirror_the_production_instance(helm, instance):
     monitoring, expected = helm["dagsterDaemon"]["runMonitoring"], instance["run_monitoring"]
     assert monitoring["enabled"] and monitoring["maxRuntimeSeconds"] == expected["max_runtime_seconds"]
     assert monitoring["freeSlotsAfterRunEndSeconds"] == expected["free_slots_after_run_end_seconds"]
+    retries = instance["run_retries"]
+    assert helm["dagsterDaemon"]["runRetries"] == {
+        "enabled": retries["enabled"],
+        "maxRetries": retries["max_retries"],
+        "retryOnAssetOrOpFailure": retries["retry_on_asset_or_op_failure"],
+    }
     assert helm["pythonLogs"]["managedPythonLoggers"] == instance["python_logs"]["managed_python_loggers"]
     assert helm["telemetry"] == {"enabled": False}
     # The chart mounts its dagster.yaml over the image's, in the image's DAGSTER_HOME.

@@ -5,7 +5,7 @@ in the instance's pools, and with the ``duckdb`` pool's one slot taken, every la
 things clear such runs:
 
 - ``mlplatform materialize`` calls :func:`reclaim_dead_runs` before each run it starts. It tags its own runs with
-  its host, PID and the process's start time (:func:`process_tags`), so it can tell for sure that one is dead.
+  its host, PID and the process's start time (:func:`in_process_run_tags`), so it can tell for sure that one is dead.
 - Locally, ``dagster.yaml`` installs :class:`LocalRunLauncher`: Dagster's default launcher that can also answer the
   daemon's run monitoring, which then fails a run whose processes are all gone. Everything runs on one machine
   there, so the PIDs a run worker and its step processes record in the event log can be checked. Finished runs'
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
+from dagster._core.storage.tags import MAX_RETRIES_TAG
 
 # host/pid/start: the process running a run the `mlplatform` command started in process.
 PROCESS_TAG = "mlplatform/process"
@@ -30,10 +31,12 @@ PROCESS_TAG = "mlplatform/process"
 _IN_FLIGHT = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
-def process_tags() -> dict[str, str]:
-    """The tag that names this process, for a run executed in it."""
+def in_process_run_tags() -> dict[str, str]:
+    """The tags of a run this process executes itself: which process it is, and no automatic retry of it (the daemon
+    retries a run whose process died by launching it anew, which a run executed in process cannot be; its command
+    reruns it)."""
     pid = os.getpid()
-    return {PROCESS_TAG: f"{socket.gethostname()}/{pid}/{_start_time(pid) or ''}"}
+    return {PROCESS_TAG: f"{socket.gethostname()}/{pid}/{_start_time(pid) or ''}", MAX_RETRIES_TAG: "0"}
 
 
 def run_process_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool | None:
@@ -46,7 +49,7 @@ def run_process_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool 
         return _alive(int(pid), started)
     if not isinstance(instance.run_launcher, LocalRunLauncher):
         return None
-    pids = _recorded_pids(instance, run.run_id)
+    pids = recorded_pids(instance, run.run_id)
     return any(_alive(pid, "") for pid in pids) if pids else None
 
 
@@ -91,10 +94,10 @@ def _who(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
     if tag:
         host, pid, _ = tag.split("/", 2)
         return f"PID {pid} on {host}"
-    return "PIDs " + ", ".join(map(str, sorted(_recorded_pids(instance, run.run_id))))
+    return "PIDs " + ", ".join(map(str, sorted(recorded_pids(instance, run.run_id))))
 
 
-def _recorded_pids(instance: dg.DagsterInstance, run_id: str) -> set[int]:
+def recorded_pids(instance: dg.DagsterInstance, run_id: str) -> set[int]:
     """The PIDs the run's worker and step processes recorded in its engine events ("Started process for run",
     "Executing steps in process")."""
     pids = set()
