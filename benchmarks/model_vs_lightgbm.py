@@ -9,13 +9,16 @@ dataset's ``features`` for each month, as the ingestion, validation and features
 month, ``build_training_set`` takes the declared window (``training.window_periods``, 6 months) before it to
 train on and holds the target month out, and the table is exported to Parquet.
 
-Timed, each model in a fresh subprocess so that its peak RSS is its own, both limited to 2 threads:
+Timed, each model in a fresh subprocess so that its peak RSS is its own, all limited to 2 threads:
 
 * ``delay model``: ``mlplatform.ml.training.train`` with the dataset's declared model (its ``predictor`` section
   in defs.yaml; ``torch.set_num_threads``).
 * ``LightGBM``: the categorical columns as native categoricals (the delay model's vocabularies, fitted on the
   same rows; an unseen value is missing), the numeric columns as they are (null is missing), early stopping
   on the same latest slice of the window that the delay model stops on (``split_by_time``).
+* ``LightGBM, raw columns``: the baseline the delay model must reach (issue 13): LightGBM's default parameters
+  (100 rounds) on the whole window, on the raw columns only (the scheduled hour, carrier, origin, dest,
+  distance, weekday and the origin's weather that hour), none of the platform's engineered features.
 
 Both are scored on the held-out month's labelled flights with ``mlplatform.ml.evaluation.summary``.
 
@@ -73,8 +76,8 @@ DEFAULT_TARGETS = ("2013-07", "2013-08", "2013-10", "2013-12")
 WINDOW_MONTHS = FLIGHTS.declaration.training.window_periods
 
 THREADS = 2
-DELAY_MODEL, LIGHTGBM = "delay model", "LightGBM"
-MODELS = (DELAY_MODEL, LIGHTGBM)
+DELAY_MODEL, LIGHTGBM, RAW_BASELINE = "delay model", "LightGBM", "LightGBM, raw columns"
+MODELS = (DELAY_MODEL, LIGHTGBM, RAW_BASELINE)
 LIGHTGBM_ROUNDS = 1000
 LIGHTGBM_EARLY_STOPPING = 50
 LIGHTGBM_PARAMS = {
@@ -87,6 +90,11 @@ LIGHTGBM_PARAMS = {
     "deterministic": True,
     "verbosity": -1,
 }
+# The raw-columns baseline: what a tabular model reaches without the platform's feature engineering.
+RAW_CATEGORICAL = ["carrier", "origin", "dest"]
+RAW_NUMERIC = ["sched_hour", "weekday", "distance", "temp", "dewp", "humid", "wind_speed", "wind_gust", "precip",
+               "pressure", "visib"]  # fmt: skip
+RAW_BASELINE_ROUNDS = 100  # LightGBM's defaults: 100 rounds, 31 leaves, learning rate 0.1
 # Before each run, wait (up to --quiet-wait seconds) until other processes have used under a quarter of a core
 # for a few seconds: torch's 2 threads slow down many times over when another process holds a core.
 QUIET_CORES = 0.25
@@ -185,9 +193,39 @@ def train_lightgbm(rows: pl.DataFrame) -> tuple[Scorer, int]:
     return score, booster.best_iteration
 
 
+def train_raw_baseline(rows: pl.DataFrame) -> tuple[Scorer, int]:
+    """LightGBM's defaults on every labelled row of the window and the raw columns only; no early stopping."""
+    import lightgbm
+
+    labelled = rows.filter(pl.col(LABEL).is_not_null())
+    vocabularies = Preprocessor.fit(labelled, RAW_CATEGORICAL, []).vocabularies
+
+    def features(frame: pl.DataFrame) -> np.ndarray:
+        codes = [
+            pl.col(column)
+            .cast(pl.String)
+            .replace_strict(
+                vocabularies[column], range(len(vocabularies[column])), default=None, return_dtype=pl.Float64
+            )
+            for column in RAW_CATEGORICAL
+        ]
+        return frame.select(*codes, *[pl.col(column).cast(pl.Float64) for column in RAW_NUMERIC]).to_numpy()
+
+    fit = lightgbm.Dataset(
+        features(labelled),
+        label=labelled[LABEL].cast(pl.Int8).to_numpy(),
+        feature_name=[*RAW_CATEGORICAL, *RAW_NUMERIC],
+        categorical_feature=RAW_CATEGORICAL,
+    )
+    params = {"objective": "binary", "num_threads": THREADS, "seed": MODEL.hyperparameters.seed, "verbosity": -1}
+    booster = lightgbm.train(params, fit, num_boost_round=RAW_BASELINE_ROUNDS)
+    return (lambda frame: booster.predict(features(frame))), RAW_BASELINE_ROUNDS
+
+
 TRAINERS: dict[str, Callable[[pl.DataFrame], tuple[Scorer, int]]] = {
     DELAY_MODEL: train_delay_model,
     LIGHTGBM: train_lightgbm,
+    RAW_BASELINE: train_raw_baseline,
 }
 
 
@@ -279,21 +317,22 @@ def results_table(results: dict[str, dict[str, dict]]) -> str:
 
 
 def comparison(results: dict[str, dict[str, dict]]) -> list[str]:
-    """Who wins each metric in how many months and by how much, and what each model costs."""
+    """Who wins each metric in how many months and by how much, against each LightGBM, and what each costs."""
 
     def each(model: str, name: str) -> list[float]:
         return [by_model[model][name] for by_model in results.values()]
 
     months = len(results)
     lines = []
-    for name, label in METRICS.items():
-        gaps = [b - a for a, b in zip(each(DELAY_MODEL, name), each(LIGHTGBM, name), strict=True)]
-        lightgbm_wins = sum((gap < 0) if name == "log_loss" else (gap > 0) for gap in gaps)
-        lines.append(
-            f"- {label}: LightGBM better in {lightgbm_wins} of {months} months, the delay model in "
-            f"{months - lightgbm_wins}; LightGBM minus delay model {mean(gaps):+.4f} on average "
-            f"(from {min(gaps):+.4f} to {max(gaps):+.4f})."
-        )
+    for rival in (RAW_BASELINE, LIGHTGBM):
+        for name, label in METRICS.items():
+            gaps = [b - a for a, b in zip(each(DELAY_MODEL, name), each(rival, name), strict=True)]
+            rival_wins = sum((gap < 0) if name == "log_loss" else (gap > 0) for gap in gaps)
+            lines.append(
+                f"- {label}, {rival}: better in {rival_wins} of {months} months, the delay model in "
+                f"{months - rival_wins}; {rival} minus delay model {mean(gaps):+.4f} on average "
+                f"(from {min(gaps):+.4f} to {max(gaps):+.4f})."
+            )
     seconds = {model: sum(each(model, "train_seconds")) for model in MODELS}
     peaks = {model: mean(each(model, "peak_mb")) for model in MODELS}
     growth = {model: peaks[model] - mean(each(model, "rss_before_training_mb")) for model in MODELS}
@@ -303,11 +342,10 @@ def comparison(results: dict[str, dict[str, dict]]) -> list[str]:
     )
     return [
         *lines,
-        f"- Training time, all months together: delay model {seconds[DELAY_MODEL]:.1f} s, LightGBM "
-        f"{seconds[LIGHTGBM]:.1f} s ({seconds[DELAY_MODEL] / seconds[LIGHTGBM]:.1f}x).",
-        f"- Peak memory, mean over months: delay model {peaks[DELAY_MODEL]:,.0f} MB, LightGBM "
-        f"{peaks[LIGHTGBM]:,.0f} MB; above what was resident when training began: {growth[DELAY_MODEL]:,.0f} and "
-        f"{growth[LIGHTGBM]:,.0f} MB.",
+        "- Training time, all months together: " + ", ".join(f"{m} {seconds[m]:.1f} s" for m in MODELS) + ".",
+        "- Peak memory, mean over months (above what was resident when training began): "
+        + ", ".join(f"{m} {peaks[m]:,.0f} MB ({growth[m]:,.0f})" for m in MODELS)
+        + ".",
         f"- Best epoch of the delay model / best round of LightGBM: {stopped}.",
     ]
 
@@ -336,6 +374,8 @@ def section(
         for month, s in splits.items()
     )
     categoricals = ", ".join(f"`{column}`" for column in CATEGORICAL)
+    raw_categoricals = ", ".join(f"`{column}`" for column in RAW_CATEGORICAL)
+    raw_numerics = ", ".join(f"`{column}`" for column in RAW_NUMERIC)
     validation_share = MODEL.hyperparameters.validation_share
     tuning = (
         f"`num_leaves` {LIGHTGBM_PARAMS['num_leaves']}, `learning_rate` {LIGHTGBM_PARAMS['learning_rate']}, "
@@ -343,9 +383,9 @@ def section(
     )
     return f"""## {SECTION}
 
-The platform's PyTorch delay model beside LightGBM {metadata.version("lightgbm")}, on the same features and the
-same time-based split: trained on the {WINDOW_MONTHS} months before a target month, scored on the target month,
-exactly as `build_training_set` builds it.
+The platform's PyTorch delay model beside LightGBM {metadata.version("lightgbm")}, on the same features and on
+the raw columns, with the same time-based split: trained on the {WINDOW_MONTHS} months before a target month,
+scored on the target month, exactly as `build_training_set` builds it.
 
 - Features: the flights dataset's feature SQL through the platform's Dagster-free functions
   (`load_raw_partition` -> `split_partition` -> `build_features`, every month of 2013) into a scratch DuckDB
@@ -356,16 +396,21 @@ exactly as `build_training_set` builds it.
   on the latest {validation_share:.0%} of the window, the slice the delay model stops on (`split_by_time`);
   {categoricals} as native categoricals with the delay model's vocabularies (an
   unseen value is missing), the {len(NUMERIC)} numeric columns as they are (null is missing).
-- Threads: both limited to {THREADS}: `torch.set_num_threads({THREADS})` and LightGBM `num_threads={THREADS}`.
+- LightGBM, raw columns (the baseline of issue 13): LightGBM's default parameters, {RAW_BASELINE_ROUNDS} rounds on
+  every labelled row of the window (no slice held back), on {raw_categoricals} as native categoricals and
+  {raw_numerics} as numbers: the raw columns, none of the engineered features.
+- Delay model: after early stopping on the latest slice it trains again on the whole window for the best epoch
+  count (`refit`).
+- Threads: all limited to {THREADS}: `torch.set_num_threads({THREADS})` and LightGBM `num_threads={THREADS}`.
 - Metrics: the held-out month's labelled flights, `mlplatform.ml.evaluation.summary`.
 - Train s: wall seconds of the training call, preprocessing included, scoring excluded. Each model ran {repeats}
-  time(s) per month, the two taking turns, each run once other processes had used under {QUIET_CORES} of a core
+  time(s) per month, the models taking turns, each run once other processes had used under {QUIET_CORES} of a core
   for {QUIET_WINDOW_SECONDS:.0f} s (or after waiting the limit); the fastest run is shown (the metrics never
   change: same data, same seed). Others' CPU s: CPU seconds other processes used during that training call, from
   `/proc/stat`: how much the shared machine disturbed the timing.
 - Peak MB: `VmHWM` of the model's own fresh subprocess, reset (`/proc/self/clear_refs`) just before training
   and read just after. It includes what was already resident, {min(before):,.0f}–{max(before):,.0f} MB: the
-  interpreter, the libraries (both processes import torch through `mlplatform.ml.model`) and the training set.
+  interpreter, the libraries (every process imports torch through `mlplatform.ml.model`) and the training set.
 - Machine: the one described above ({machine()}). Run {started}.
 
 | target month | training rows | their delay rate | held-out rows | their delay rate |
