@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import suppress
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -157,11 +156,12 @@ def _monitor(instance: dg.DagsterInstance, dead_pid: int) -> None:
     assert not _holders(instance)
 
 
-def test_the_daemon_fails_a_sensor_run_whose_processes_were_killed_and_runs_it_again(tmp_path, seeded_landing):
-    """`dagster dev` (webserver, daemon, code server) on the shipped dagster.yaml, its monitoring polling faster: the
-    landing sensor's run of employment 2015 has its run worker and step processes SIGKILLed mid-step, holding the
-    `duckdb` slot. The daemon fails the run, frees the slot and launches the run again from its failure (the sensor
-    never asks twice for the same bytes); the period loads whole."""
+def test_after_a_crash_the_daemon_fails_the_dead_run_frees_its_slot_and_runs_it_again(tmp_path, seeded_landing):
+    """`dagster dev` (webserver, daemon, code server, run workers) on the shipped dagster.yaml, its monitoring polling
+    faster, is SIGKILLed whole while the landing sensor's run of employment 2015 holds the `duckdb` slot: as when the
+    machine dies, nothing records the run's end. Started again, the daemon's run monitoring finds no process of the
+    run alive (LocalRunLauncher), fails it, frees the slot and launches it again from its failure (the sensor never
+    asks twice for the same bytes); the period loads whole."""
     landing = tmp_path / "data" / "landing" / "employment" / "people"
     landing.mkdir(parents=True)
     rows = (seeded_landing / "employment" / "people" / "2015.csv").read_text().splitlines(keepends=True)[:2001]
@@ -170,19 +170,21 @@ def test_the_daemon_fails_a_sensor_run_whose_processes_were_killed_and_runs_it_a
     home.mkdir()
     settings = {**SHIPPED_CONFIG["run_monitoring"], "poll_interval_seconds": 2, "free_slots_after_run_end_seconds": 1}
     (home / "dagster.yaml").write_text(yaml.safe_dump({**SHIPPED_CONFIG, "run_monitoring": settings}))
+    env = {"MLPLATFORM_DATA_DIR": str(tmp_path / "data")}
 
-    with (
-        dagster_dev(home, env={"MLPLATFORM_DATA_DIR": str(tmp_path / "data")}),
-        dg.DagsterInstance.from_config(str(home)) as instance,
-    ):
-        killed = _wait_for(lambda: _running_step(instance, "employment__validate_people"), "the sensor's run")
-        assert killed.tags["dagster/sensor_name"] == "employment_landing_sensor"
-        assert _holders(instance) == {killed.run_id}
-        for pid in recorded_pids(instance, killed.run_id):
-            _kill_with_descendants(pid)
-        retry = _wait_for(lambda: _child_run(instance, killed.run_id, dg.DagsterRunStatus.SUCCESS), "the retry")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        with dagster_dev(home, env=env):
+            killed = _wait_for(lambda: _running_step(instance, "employment__validate_people"), "the sensor's run")
+            assert killed.tags["dagster/sensor_name"] == "employment_landing_sensor"
+            run_worker = min(recorded_pids(instance, killed.run_id))
+            os.killpg(os.getpgid(run_worker), signal.SIGKILL)  # dagster dev's group: every process it started
+        assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.STARTED
+        assert _holders(instance) == {killed.run_id}  # the wedge
 
-        assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+        with dagster_dev(home, env=env):
+            retry = _wait_for(lambda: _child_run(instance, killed.run_id, dg.DagsterRunStatus.SUCCESS), "the retry")
+        [failure] = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        assert "no process of the run is alive" in failure.message
         assert retry.tags["dagster/sensor_name"] == "employment_landing_sensor"
         assert not instance.get_run_records(filters=dg.RunsFilter(statuses=IN_FLIGHT))
         assert not _holders(instance)
@@ -213,20 +215,3 @@ def _wait_for(found, what: str, seconds: float = 300):
         assert time.monotonic() < deadline, f"no {what} after {seconds} s"
         time.sleep(0.2)
     return value
-
-
-def _kill_with_descendants(pid: int) -> None:
-    """SIGKILL ``pid`` and every process it started, as a crash of its machine would."""
-    family, queue = [], [pid]
-    while queue:
-        parent = queue.pop()
-        family.append(parent)
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with suppress(OSError):
-                    stat = (entry / "stat").read_text()
-                    if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
-                        queue.append(int(entry.name))
-    for member in family:
-        with suppress(ProcessLookupError):
-            os.kill(member, signal.SIGKILL)
