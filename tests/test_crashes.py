@@ -35,7 +35,7 @@ from mlplatform.orchestration.dead_runs import PROCESS_TAG
 ROOT = Path(__file__).parents[1]
 MLPLATFORM = str(Path(sys.executable).with_name("mlplatform"))
 PERIODS = ("2015", "2016")
-ROWS = 2000  # of each survey year: enough for the model to pass its gate, so promotion and scoring run too
+ROWS = 3000  # of each survey year: the model passes its gate with a margin (ROC AUC 0.88), so promotion and scoring run
 IN_FLIGHT = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
