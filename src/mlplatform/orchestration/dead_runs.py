@@ -1,15 +1,16 @@
 """Runs whose process is gone: found, marked failed, and their pool slots freed.
 
 A run killed by SIGKILL (or a lost machine) never writes its end: it stays STARTED and keeps the slots it claimed
-in the instance's pools, and with the ``duckdb`` pool's one slot taken, every later run waits forever. Two
-things clear such runs:
+in the instance's pools, and with the ``duckdb`` pool's one slot taken, every later run waits forever. A code
+server fails a run whose run worker dies while the server lives; for the rest:
 
 - ``mlplatform materialize`` calls :func:`reclaim_dead_runs` before each run it starts. It tags its own runs with
   its host, PID and the process's start time (:func:`in_process_run_tags`), so it can tell for sure that one is dead.
 - Locally, ``dagster.yaml`` installs :class:`LocalRunLauncher`: Dagster's default launcher that can also answer the
-  daemon's run monitoring, which then fails a run whose processes are all gone. Everything runs on one machine
-  there, so the PIDs a run worker and its step processes record in the event log can be checked. Finished runs'
-  slots are freed by the daemon after ``free_slots_after_run_end_seconds``.
+  daemon's run monitoring, which then fails a run whose processes are all gone (its code server too). Everything
+  runs on one machine there, so the PIDs a run worker and its step processes record in the event log can be
+  checked. The daemon frees a failed run's slots after ``free_slots_after_run_end_seconds`` and, with
+  ``run_retries``, launches it again from its failure.
 
 A run on another machine, without the tag, is never judged here (None: cannot tell): the daemon's run monitoring
 and its timeouts look after those.
