@@ -20,12 +20,20 @@ from dagster._serdes import serialize_value
 
 from mlplatform.alerts import send_alert
 from mlplatform.data import quality
+from mlplatform.data.contracts import PLATFORM_COLUMNS
 from mlplatform.data.features import build_features
+from mlplatform.data.parsing import LINE_COLUMN, LOAD_FAILURES_COLUMN
 from mlplatform.data.validation import split_partition
 from mlplatform.data.versioning import DVCError, DVCRepo, export_table, file_md5
-from mlplatform.data.warehouse import content_hash, load_raw_partition
+from mlplatform.data.warehouse import (
+    FAILED_CHECKS_COLUMN,
+    FAILURES_COLUMN,
+    SOURCE_COLUMN,
+    content_hash,
+    load_raw_partition,
+)
 from mlplatform.datasets import DEFS_DIR, DeclarationError, load_dataset
-from mlplatform.datasets.dataset import CONTRACT_FILE, DEFS_FILE
+from mlplatform.datasets.dataset import CONTRACT_FILE, DEFS_FILE, PERIOD_COLUMN
 from mlplatform.datasets.scaffold import scaffold_dataset
 from mlplatform.definitions import build_definitions
 from mlplatform.logs import get_logger, redact
@@ -100,6 +108,24 @@ def test_columns_that_differ_only_in_case_are_refused(tmp_path):
     folder = _copy(tmp_path, "employment")
     _edit(folder / CONTRACT_FILE, "      SEX: {type", "      sex: {type: BIGINT}\n      SEX: {type")
     assert "columns 'sex' and 'SEX' differ only in case" in _refused(folder, CONTRACT_FILE)
+
+
+@pytest.mark.parametrize("column", PLATFORM_COLUMNS)
+def test_a_contract_column_named_like_a_platform_column_is_refused(tmp_path, column):
+    folder = _copy(tmp_path, "employment")
+    _edit(folder / CONTRACT_FILE, "      SEX: {type", f"      {column.upper()}: {{type: BIGINT}}\n      SEX: {{type")
+    assert "named like the platform's own columns" in _refused(folder, CONTRACT_FILE)
+
+
+def test_the_platform_columns_are_the_ones_the_tables_get():
+    assert set(PLATFORM_COLUMNS) == {
+        PERIOD_COLUMN,
+        SOURCE_COLUMN,
+        LINE_COLUMN,
+        LOAD_FAILURES_COLUMN,
+        FAILED_CHECKS_COLUMN,
+        FAILURES_COLUMN,
+    }
 
 
 def test_a_dataset_may_not_take_a_reserved_schema(tmp_path):

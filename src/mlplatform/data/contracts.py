@@ -66,6 +66,11 @@ class ColumnSpec(_Strict):
         return self
 
 
+# Columns the platform adds beside a contract's own in a source's raw, clean and quarantine tables (period,
+# lineage, where a row was read and why it was quarantined): a contract declaring one would collide with it.
+PLATFORM_COLUMNS = ("period", "source_file", "source_line", "load_failures", "failed_checks", "failures")
+
+
 class TableSpec(_Strict):
     columns: dict[Annotated[str, Field(pattern=COLUMN)], ColumnSpec] = Field(min_length=1)
     natural_key: list[Annotated[str, Field(pattern=COLUMN)]] = Field(min_length=1)
@@ -76,6 +81,13 @@ class TableSpec(_Strict):
         missing = [column for column in self.natural_key if column not in self.columns]
         if missing:
             raise ValueError(f"natural_key names columns the table does not have: {missing}")
+        return self
+
+    @model_validator(mode="after")
+    def _no_platform_column(self) -> TableSpec:
+        taken = [column for column in self.columns if column.lower() in PLATFORM_COLUMNS]
+        if taken:
+            raise ValueError(f"{taken} named like the platform's own columns {PLATFORM_COLUMNS}; rename them")
         return self
 
     @model_validator(mode="after")
