@@ -1,6 +1,6 @@
-"""Runs whose process is gone, on a real instance with the shipped dagster.yaml: the `mlplatform` command fails them
-and frees their pool slots; the daemon's run monitoring fails them through LocalRunLauncher and frees the slots of
-runs that ended."""
+"""Runs whose process is gone, on real instances with the shipped dagster.yaml: the `mlplatform` command fails them
+and frees their pool slots; the daemon's run monitoring fails them through LocalRunLauncher, frees the slots of runs
+that ended and retries them, the last shown end to end on `dagster dev` killed whole mid-run."""
 
 from __future__ import annotations
 
