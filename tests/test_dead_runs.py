@@ -104,6 +104,21 @@ def test_a_dead_commands_run_is_failed_and_its_slot_freed_and_nothing_else(insta
     assert reclaim_dead_runs(instance) == []  # nothing left to do: the second call changes nothing
 
 
+def test_under_another_launcher_only_the_commands_own_runs_are_judged(tmp_path, exited_process):
+    """Production keeps Dagster's default launcher: its run workers live in other containers, where the PIDs they
+    record mean nothing to this machine. A run the command tagged is still judged by its host and PID."""
+    dead_pid, dead_tag = exited_process
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert not isinstance(instance.run_launcher, LocalRunLauncher)
+        launched = _run(instance, step=None)
+        started = f"Started process for run (pid: {dead_pid})."
+        instance.report_engine_event(started, launched, EngineEventData.in_process(dead_pid))
+        command = _run(instance, tags={PROCESS_TAG: dead_tag}, step=None)
+        assert run_process_alive(instance, launched) is None
+        assert [run.run_id for run in reclaim_dead_runs(instance)] == [command.run_id]
+        assert instance.get_run_by_id(launched.run_id).status == dg.DagsterRunStatus.STARTED
+
+
 def test_slots_of_runs_that_ended_or_were_deleted_are_freed(instance):
     instance.event_log_storage.set_concurrency_slots(POOL, 3)
     ended = _run(instance, dg.DagsterRunStatus.CANCELED)
