@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import random
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from dagster._core.storage.defs_state.base import _current_storage
 from test_sensors import land_a_year_later
 
 from mlplatform.cli import main, prepare_dagster_home
@@ -175,6 +177,24 @@ def test_materialize_prints_the_first_line_of_a_failed_steps_error(data_dir, dag
     lines = capsys.readouterr().err.splitlines()
     failed = [line for line in lines if line.startswith("  employment__validate_people: ")]
     assert len(failed) == 1 and "DVCError: the dvc program was not found" in failed[0]
+
+
+def test_materialize_loads_its_definitions_with_its_own_instance(data_dir, dagster_home, monkeypatch, capsys):
+    """A process that entered another instance before (a test session, a notebook) leaves Dagster's current defs
+    state storage pointing at it; once that instance is gone, building the definitions outside the command's own
+    instance failed with "Attempted to resolve undefined DagsterInstance weakref"."""
+    with dg.instance_for_test() as gone:
+        stale = gone.defs_state_storage
+    del gone
+    gc.collect()
+    token = _current_storage.set(stale)
+    try:
+        monkeypatch.setenv("MLPLATFORM_DVC", str(data_dir / "no-such-dvc"))  # stop at the first DVC call: quick
+        assert main(["materialize", "--dataset", "employment", "--partitions", "2016"]) == 1
+    finally:
+        _current_storage.reset(token)
+    err = capsys.readouterr().err
+    assert "DVCError: the dvc program was not found" in err and "weakref" not in err
 
 
 REGIONS, CHANNELS = ["east", "north", "south", "west"], ["phone", "store", "web"]

@@ -506,10 +506,12 @@ def _materialize(args: argparse.Namespace) -> int:
     from mlplatform.orchestration.jobs import job_names
     from mlplatform.orchestration.resources import resource
 
-    defs = build_definitions()
     repo = resource("dvc").repo()
     landing_dir = Path(resource("landing").path)
     with DagsterInstance.get() as instance:
+        # Built inside the instance's context: loading the components reads this instance's defs state storage,
+        # not whichever one the calling process entered last.
+        defs = build_definitions()
         for dataset, periods in planned(args, lambda dataset: scan(landing_dir, dataset).periods):
             names = job_names(dataset)
             if names.reference and _run(defs, instance, names.reference):
