@@ -74,6 +74,16 @@ def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         yield connection
 
 
+@pytest.fixture(scope="module")
+def reference_warehouse(seeded_landing: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One warehouse per test module with every dataset's reference tables loaded (validation checks columns
+    against them); the module's tests load their periods into it."""
+    with duckdb.connect(str(tmp_path_factory.mktemp("references") / "warehouse.duckdb")) as connection:
+        for dataset in DATASETS.values():
+            load_references(connection, seeded_landing, dataset)
+        yield connection
+
+
 @pytest.fixture
 def data_dir(landing: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """MLPLATFORM_DATA_DIR pointing at a temp folder holding a seeded landing zone."""

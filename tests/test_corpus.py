@@ -8,10 +8,9 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
-from conftest import DATASETS, load_references
+from conftest import DATASETS
 
 from mlplatform.data.landing import LandingFileError, period_file
 from mlplatform.data.validation import split_partition
@@ -24,15 +23,6 @@ PERIODS = {"flights": "2013-01", "employment": "2016"}
 
 def test_every_corpus_file_has_its_expectation():
     assert {path.relative_to(CORPUS).as_posix() for path in CORPUS.glob("*/*/*.csv")} == set(EXPECTED)
-
-
-@pytest.fixture(scope="module")
-def warehouse(seeded_landing, tmp_path_factory):
-    """One warehouse for the whole corpus, with the reference tables loaded."""
-    with duckdb.connect(str(tmp_path_factory.mktemp("corpus") / "warehouse.duckdb")) as con:
-        for dataset in DATASETS.values():
-            load_references(con, seeded_landing, dataset)
-        yield con
 
 
 def _landed(case: str, folder: Path) -> Path:
@@ -54,7 +44,7 @@ def _quarantined(con, dataset, source: str, period: str) -> dict[int, list[list[
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED))
-def test_a_corpus_file_quarantines_its_bad_rows_or_fails_in_one_line(case, warehouse, tmp_path):
+def test_a_corpus_file_quarantines_its_bad_rows_or_fails_in_one_line(case, reference_warehouse, tmp_path):
     name, source, _ = case.split("/")
     dataset, period, expected = DATASETS[name], PERIODS[name], EXPECTED[case]
     contract = dataset.contracts[source]
@@ -62,48 +52,50 @@ def test_a_corpus_file_quarantines_its_bad_rows_or_fails_in_one_line(case, wareh
     path = _landed(case, tmp_path / "landing")
     if "error" in expected:
         good = _landed(f"{name}/{source}/good.csv", tmp_path / "earlier")
-        load_raw_partition(warehouse, dataset, contract, period, good)
-        before = content_hash(warehouse, raw, period)
+        load_raw_partition(reference_warehouse, dataset, contract, period, good)
+        before = content_hash(reference_warehouse, raw, period)
         with pytest.raises(LandingFileError) as raised:
-            load_raw_partition(warehouse, dataset, contract, period, path)
+            load_raw_partition(reference_warehouse, dataset, contract, period, path)
         error, line = raised.value, expected["error"]["line"]
         assert (error.path, error.line) == (path, line)
         assert error.problem.startswith(expected["error"]["problem"])
         assert str(error) == f"{path}{f', line {line}' if line else ''}: {error.problem}"
         assert "\n" not in str(error) and "Error" not in str(error)  # no DuckDB or Python error text
-        assert content_hash(warehouse, raw, period) == before
+        assert content_hash(reference_warehouse, raw, period) == before
         return
-    rows = load_raw_partition(warehouse, dataset, contract, period, path)
-    counts = split_partition(warehouse, dataset, contract, period)
+    rows = load_raw_partition(reference_warehouse, dataset, contract, period, path)
+    counts = split_partition(reference_warehouse, dataset, contract, period)
     assert rows == counts.raw == _records(path)
     assert counts.clean == counts.raw - len(expected["quarantined"])
-    assert _quarantined(warehouse, dataset, source, period) == expected["quarantined"]
+    assert _quarantined(reference_warehouse, dataset, source, period) == expected["quarantined"]
 
 
 @pytest.mark.parametrize(
     ("case", "landing"),
     [("flights/flights/semicolons.csv", {"delimiter": ";"}), ("employment/people/utf16.csv", {"encoding": "utf-16"})],
 )
-def test_a_delimiter_or_encoding_the_dataset_declares_is_read(case, landing, warehouse, tmp_path):
+def test_a_delimiter_or_encoding_the_dataset_declares_is_read(case, landing, reference_warehouse, tmp_path):
     name, source, _ = case.split("/")
     dataset = DATASETS[name]
     declared = dataset.declaration.landing.model_copy(update=landing)
     dataset = dataclasses.replace(dataset, declaration=dataset.declaration.model_copy(update={"landing": declared}))
     path = _landed(case, tmp_path)
-    load_raw_partition(warehouse, dataset, dataset.contracts[source], PERIODS[name], path)
-    counts = split_partition(warehouse, dataset, dataset.contracts[source], PERIODS[name])
+    load_raw_partition(reference_warehouse, dataset, dataset.contracts[source], PERIODS[name], path)
+    counts = split_partition(reference_warehouse, dataset, dataset.contracts[source], PERIODS[name])
     assert (counts.raw, counts.clean) == (5, 5)
 
 
-def test_one_bad_cell_in_a_real_month_costs_one_row(warehouse, seeded_landing, tmp_path, flights):
+def test_one_bad_cell_in_a_real_month_costs_one_row(reference_warehouse, seeded_landing, tmp_path, flights):
     """The report that opened this: one cell in a ~28,000-row month stopped the whole month."""
     lines = period_file(seeded_landing, flights, "flights", "2013-03").read_text().splitlines()
     lines[14_000] = lines[14_000].replace(",", ",x", 1)
     path = tmp_path / "2013-03.csv"
     path.write_text("\n".join(lines) + "\n")
     contract = flights.contracts["flights"]
-    load_raw_partition(warehouse, flights, contract, "2013-03", path)
-    counts = split_partition(warehouse, flights, contract, "2013-03")
+    load_raw_partition(reference_warehouse, flights, contract, "2013-03", path)
+    counts = split_partition(reference_warehouse, flights, contract, "2013-03")
     assert (counts.raw, counts.clean, counts.quarantined) == (len(lines) - 1, len(lines) - 2, 1)
     value = lines[14_000].split(",")[1]
-    assert _quarantined(warehouse, flights, "flights", "2013-03") == {14_001: [["month", "type(BIGINT)", value]]}
+    assert _quarantined(reference_warehouse, flights, "flights", "2013-03") == {
+        14_001: [["month", "type(BIGINT)", value]]
+    }

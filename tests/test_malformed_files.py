@@ -12,9 +12,8 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
-import duckdb
 import pytest
-from conftest import DATASETS, load_references
+from conftest import DATASETS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -86,16 +85,8 @@ def broken_files(draw, name: str, source: str):
     return data, broken, maybe, problem
 
 
-@pytest.fixture(scope="module")
-def warehouse(seeded_landing, tmp_path_factory):
-    with duckdb.connect(str(tmp_path_factory.mktemp("malformed") / "warehouse.duckdb")) as con:
-        for dataset in DATASETS.values():
-            load_references(con, seeded_landing, dataset)
-        yield con
-
-
 @pytest.mark.parametrize(("name", "source", "period"), SOURCES)
-def test_broken_files_never_crash_and_every_record_is_conserved(name, source, period, warehouse, tmp_path):
+def test_broken_files_never_crash_and_every_record_is_conserved(name, source, period, reference_warehouse, tmp_path):
     dataset = DATASETS[name]
     contract = dataset.contracts[source]
     path = tmp_path / f"{period}.csv"
@@ -113,16 +104,16 @@ def test_broken_files_never_crash_and_every_record_is_conserved(name, source, pe
         path.write_bytes(data)
         if problem:
             with pytest.raises(LandingFileError) as raised:
-                load_raw_partition(warehouse, dataset, contract, period, path)
+                load_raw_partition(reference_warehouse, dataset, contract, period, path)
             assert str(raised.value).startswith(str(path)) and "\n" not in str(raised.value)
             return
         records = len([line for line in data.split(b"\n") if line.strip()]) - 1
-        assert load_raw_partition(warehouse, dataset, contract, period, path) == records
-        counts = split_partition(warehouse, dataset, contract, period)
+        assert load_raw_partition(reference_warehouse, dataset, contract, period, path) == records
+        counts = split_partition(reference_warehouse, dataset, contract, period)
         assert counts.raw == counts.clean + counts.quarantined == records
         quarantined = {
             line
-            for (line,) in warehouse.execute(
+            for (line,) in reference_warehouse.execute(
                 f"SELECT source_line FROM {dataset.table(source + '_quarantine')} WHERE period = ?", [period]
             ).fetchall()
         }
