@@ -1,5 +1,6 @@
-"""Runs one period of a dataset's pipeline with the multiprocess executor on an instance configured by the shipped
-dagster.yaml, and prints each step's start and end as JSON: ``python parallel_month.py flights 2013-01``.
+"""Runs one period of a dataset's pipeline with the multiprocess executor (MLPLATFORM_EXECUTOR=multiprocess) on an
+instance configured by the shipped dagster.yaml, and prints each step's start and end as JSON:
+``python parallel_month.py flights 2013-01``.
 
 It runs as its own program (see test_concurrency.py): Dagster's step subprocesses do not start under pytest.
 """
@@ -7,6 +8,7 @@ It runs as its own program (see test_concurrency.py): Dagster's step subprocesse
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +18,7 @@ import yaml
 
 from mlplatform.datasets import get_dataset
 from mlplatform.definitions import build_definitions
+from mlplatform.orchestration.executors import EXECUTOR_ENV
 from mlplatform.orchestration.jobs import job_names
 
 SHIPPED_CONFIG = yaml.safe_load((Path(__file__).parents[1] / "dagster.yaml").read_text())
@@ -46,6 +49,7 @@ def step_intervals(instance: dg.DagsterInstance, run_id: str) -> list[tuple[floa
 
 
 def main(dataset_name: str, period: str) -> None:
+    os.environ[EXECUTOR_ENV] = "multiprocess"  # inherited by the step subprocesses, which rebuild the job
     names = job_names(get_dataset(dataset_name))
     with (
         tempfile.TemporaryDirectory() as home,
@@ -56,7 +60,7 @@ def main(dataset_name: str, period: str) -> None:
         with dg.execute_job(
             _reconstructable(names.periods),
             instance,
-            run_config={"execution": {"config": {"multiprocess": {"max_concurrent": 4}}}},
+            run_config={"execution": {"config": {"max_concurrent": 4}}},
             tags={"dagster/partition": period},
         ) as result:
             report = {

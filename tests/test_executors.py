@@ -1,8 +1,10 @@
-"""Where steps run, chosen by MLPLATFORM_EXECUTOR: Dagster's default, Celery (compose) or Kubernetes Jobs (Helm).
+"""Where steps run, chosen by MLPLATFORM_EXECUTOR: in process, one process per step, Celery (compose) or
+Kubernetes Jobs (Helm).
 tests/production/test_topology.py runs the Celery one on real workers."""
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 import yaml
 
@@ -16,11 +18,17 @@ from mlplatform.orchestration.executors import (
 )
 
 
-def test_no_executor_named_keeps_dagsters_default(monkeypatch):
+def test_no_executor_named_runs_the_steps_in_the_run_worker(monkeypatch):
     monkeypatch.delenv(EXECUTOR_ENV, raising=False)
-    assert executor_for() is None
+    assert executor_for() is dg.in_process_executor
     job = build_definitions("local").resolve_job_def("flights_period_pipeline")
-    assert job.executor_def.name == "multi_or_in_process_executor"
+    assert job.executor_def.name == "in_process"
+
+
+def test_multiprocess_is_dagsters_step_per_process_executor(monkeypatch):
+    monkeypatch.setenv(EXECUTOR_ENV, "multiprocess")
+    job = build_definitions("local").resolve_job_def("flights_period_pipeline")
+    assert job.executor_def is dg.multiprocess_executor
 
 
 def test_celery_executor_submits_with_the_workers_own_settings(monkeypatch):
@@ -53,5 +61,6 @@ def test_kubernetes_executor_runs_each_step_as_a_job():
 
 
 def test_an_unknown_executor_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match="MLPLATFORM_EXECUTOR must be one of celery, k8s or unset, not 'ray'"):
+    choices = "MLPLATFORM_EXECUTOR must be one of multiprocess, celery, k8s or unset, not 'ray'"
+    with pytest.raises(ValueError, match=choices):
         executor_for("ray")

@@ -21,7 +21,7 @@ configure_logging()
 
 def build_definitions(environment: str | None = None) -> dg.Definitions:
     """The platform's definitions, with resources for ``environment`` (default: ``MLPLATFORM_ENV``) and the
-    executor named by ``MLPLATFORM_EXECUTOR`` (default: Dagster's)."""
+    executor named by ``MLPLATFORM_EXECUTOR`` (default: in process)."""
     datasets = load_from_defs_folder(path_within_project=Path(__file__).parent)
     platform = dg.Definitions(sensors=PLATFORM_SENSORS, resources=resources_for(environment), executor=executor_for())
     return dg.Definitions.merge(datasets, platform)

@@ -1,6 +1,10 @@
 """Where steps run, chosen per deployment by ``MLPLATFORM_EXECUTOR``.
 
-Unset (``make run``, tests): Dagster's default, each step in a subprocess of the run worker. ``celery``: steps go
+Unset (``make run``, tests): in process, a run's steps one after another in its run worker. A step in a subprocess
+of its own (Dagster's default, ``multiprocess``) imports Dagster, PyTorch and the project again: a flights period
+run took 67-100 s that way against 26-28 s in process (docs/benchmarks.md, "Time to value"), and the one-slot
+``duckdb`` pool runs the warehouse's writers one at a time anyway. ``multiprocess``: that default, steps side by
+side up to the pools' limits. ``celery``: steps go
 to Celery workers through Redis (deploy/compose.yaml), the workers and the run workers reading one settings file,
 ``MLPLATFORM_CELERY_CONFIG`` (default deploy/celery.yaml). ``k8s``: each step is a Kubernetes Job
 (deploy/helm/values.yaml); it inherits image, environment and volumes from the chart's K8sRunLauncher.
@@ -18,14 +22,16 @@ EXECUTOR_ENV = "MLPLATFORM_EXECUTOR"
 CELERY_CONFIG_ENV = "MLPLATFORM_CELERY_CONFIG"
 # The source tree is installed editable (the Dockerfile explains why), so deploy/ sits beside src/.
 DEFAULT_CELERY_CONFIG = Path(__file__).resolve().parents[3] / "deploy" / "celery.yaml"
-EXECUTORS = ("celery", "k8s")
+EXECUTORS = ("multiprocess", "celery", "k8s")
 
 
-def executor_for(name: str | None = None) -> dg.ExecutorDefinition | None:
-    """The executor named by ``MLPLATFORM_EXECUTOR`` (or ``name``); None keeps Dagster's default."""
+def executor_for(name: str | None = None) -> dg.ExecutorDefinition:
+    """The executor named by ``MLPLATFORM_EXECUTOR`` (or ``name``); in process when unset."""
     name = os.environ.get(EXECUTOR_ENV, "") if name is None else name
     if not name:
-        return None
+        return dg.in_process_executor
+    if name == "multiprocess":
+        return dg.multiprocess_executor
     if name == "celery":
         from dagster_celery import celery_executor
 
