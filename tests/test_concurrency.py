@@ -107,11 +107,13 @@ def at_once(tmp_path_factory, seeded_landing) -> AtOnce:
     shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "MLPLATFORM_DATA_DIR": str(project / "data"), "DAGSTER_HOME": str(home)}
 
-    # A tick of employment's landing sensor, before anything is loaded: it asks for the first period.
+    # A tick of employment's landing sensor, before anything is loaded: it asks for both periods; the first one's
+    # run is started here as the daemon would.
     with dg.DagsterInstance.from_config(str(home)) as instance:
         tick = _tick(instance, landing)
-    [request] = tick.run_requests
-    assert (request.job_name, request.partition_key) == ("employment_period_pipeline", "2017")
+    request = tick.run_requests[0]
+    asked = [(each.job_name, each.partition_key) for each in tick.run_requests]
+    assert asked == [("employment_period_pipeline", "2017"), ("employment_period_pipeline", "2018")]
     sensor_run = [sys.executable, str(Path(__file__).with_name("sensor_run.py")), "employment_landing_sensor"]
     commands = {
         "employment 2017..2018": [MLPLATFORM, "materialize", "--dataset", "employment", "--partitions", "2017..2018"],

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import dagster as dg
 import pytest
+import yaml
 from conftest import seed_periods
 
 from mlplatform.data.landing import file_sha256, period_file
@@ -22,10 +23,11 @@ from mlplatform.datasets import Dataset, all_datasets
 from mlplatform.datasets.dataset import FEATURES_TABLE, raw_table
 from mlplatform.datasets.declaration import MonitoringSection
 from mlplatform.orchestration.assets.common import asset_key
+from mlplatform.orchestration.assets.ingestion import AFTER_TAG
 from mlplatform.orchestration.assets.monitoring import FEATURE_DRIFT, PERFORMANCE
 from mlplatform.orchestration.assets.serving import TRIGGER_TAG
 from mlplatform.orchestration.component import dataset_definitions
-from mlplatform.orchestration.jobs import dataset_jobs, job_names
+from mlplatform.orchestration.jobs import LANDING_TAG, dataset_jobs, job_names
 from mlplatform.orchestration.resources import resources_for
 from mlplatform.orchestration.resources.alerts import AlertWebhook
 from mlplatform.orchestration.resources.landing import LandingZone
@@ -38,6 +40,8 @@ from mlplatform.orchestration.sensors.retraining import (
     DRIFTED_FEATURES_TAG,
     drift_retrain_sensor,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @cache
@@ -97,31 +101,54 @@ def land_a_year_later(landing: Path, period: str = "2013-01") -> str:
     return later
 
 
-def test_landing_sensor_loads_new_and_changed_periods_once_in_order(dataset, data_dir):
+def test_landing_sensor_asks_for_every_waiting_period_in_one_tick_in_order(dataset, data_dir):
     landing = data_dir / "landing"
-    first, second = seed_periods(dataset)[:2]
-    _keep_only(landing, dataset, [first, second])
+    first, second, third = seed_periods(dataset)[:3]
+    _keep_only(landing, dataset, [first, second, third])
     names = job_names(dataset)
     with dg.instance_for_test() as instance:
         result, cursor = _tick(instance, dataset, landing)
-        if dataset.reference:  # periods join the reference tables: they load first
+        if dataset.reference:  # periods join the reference tables: they load first, in a tick of their own
             [reference] = result.run_requests
             assert reference.job_name == names.reference and reference.run_key.startswith("reference:")
+            assert reference.tags[LANDING_TAG] == dataset.name
             _materialize(instance, dataset, dataset.reference)
             result, cursor = _tick(instance, dataset, landing, cursor)
 
-        # The first period first, one run at a time, keyed by its files' bytes.
-        assert _requested(result) == [(names.periods, first)]
-        first_key = result.run_requests[0].run_key
+        # Every waiting period in one tick, in period order, keyed by its files' bytes (and by those of the periods
+        # not loaded before it); the run queue starts runs with the same mlplatform/landing value one at a time, in
+        # the order asked, and each run names the one before it.
+        assert _requested(result) == [(names.periods, first), (names.periods, second), (names.periods, third)]
+        keys = [request.run_key for request in result.run_requests]
         files = [period_file(landing, dataset, source, first) for source in dataset.sources]
-        assert first_key == ":".join([first, *(file_sha256(path)[:16] for path in files)])
+        assert keys[0] == ":".join([first, *(file_sha256(path)[:16] for path in files)])
+        assert keys[1].startswith(f"{second}:") and ":after:" in keys[1] and len(set(keys)) == 3
+        assert [request.tags.get(AFTER_TAG) for request in result.run_requests] == [None, keys[0], keys[1]]
+        assert all(request.tags[LANDING_TAG] == dataset.name for request in result.run_requests)
         assert all(json.loads(cursor)[str(path)][2] == file_sha256(path) for path in files)  # kept by size and mtime
+        assert _queue_limit(LANDING_TAG) == {
+            "key": LANDING_TAG,
+            "value": {"applyLimitPerUniqueValue": True},
+            "limit": 1,
+        }
+
+        in_flight = {"dagster/sensor_name": f"{dataset.name}_landing_sensor"}
+        running = dg.DagsterRun(job_name=names.periods, status=dg.DagsterRunStatus.STARTED, tags=in_flight)
+        instance.add_run(running)
+        waiting, _ = _tick(instance, dataset, landing, cursor)
+        assert not waiting.run_requests and "in progress" in waiting.skip_reason.skip_message
+        instance.delete_run(running.run_id)
 
         raw = [raw_table(source) for source in dataset.sources]
         _materialize(instance, dataset, raw, first)
         result, cursor = _tick(instance, dataset, landing, cursor)
-        assert _requested(result) == [(names.periods, second)]  # the first period's bytes are loaded: skipped
-        _materialize(instance, dataset, raw, second)
+        # The first period's bytes are loaded: skipped. The others, once held back behind it, run under new keys.
+        assert _requested(result) == [(names.periods, second), (names.periods, third)]
+        assert result.run_requests[0].run_key == ":".join(
+            [second, *(file_sha256(period_file(landing, dataset, s, second))[:16] for s in dataset.sources)]
+        )
+        for period in (second, third):
+            _materialize(instance, dataset, raw, period)
         result, cursor = _tick(instance, dataset, landing, cursor)
         assert not result.run_requests and "no new or changed" in result.skip_reason.skip_message
 
@@ -129,13 +156,71 @@ def test_landing_sensor_loads_new_and_changed_periods_once_in_order(dataset, dat
         files[0].write_text("\n".join(lines[:-1]) + "\n")  # a corrected file: one row fewer
         result, cursor = _tick(instance, dataset, landing, cursor)
         [corrected] = result.run_requests
-        assert corrected.partition_key == first and corrected.run_key != first_key
+        assert corrected.partition_key == first and corrected.run_key != keys[0]
         assert corrected.run_key.split(":")[1] == file_sha256(files[0])[:16]
 
-        in_flight = {"dagster/sensor_name": f"{dataset.name}_landing_sensor"}
-        instance.add_run(dg.DagsterRun(job_name=names.periods, status=dg.DagsterRunStatus.STARTED, tags=in_flight))
-        waiting, _ = _tick(instance, dataset, landing, cursor)
-        assert not waiting.run_requests and "in progress" in waiting.skip_reason.skip_message
+
+def test_a_period_whose_files_failed_holds_back_the_periods_after_it(flights, data_dir, caplog):
+    landing = data_dir / "landing"
+    _keep_only(landing, flights, ["2013-01", "2013-02"])
+    with dg.instance_for_test() as instance:
+        _materialize(instance, flights, flights.reference)
+        result, cursor = _tick(instance, flights, landing)
+        first, second = result.run_requests
+        _add_landing_run(instance, flights, first, dg.DagsterRunStatus.FAILURE)
+        _add_landing_run(instance, flights, second, dg.DagsterRunStatus.FAILURE)  # held back behind it
+        result, cursor = _tick(instance, flights, landing, cursor, log=caplog.handler)
+        assert not result.run_requests  # the same bytes again: neither period is asked for
+        assert "2013-01 failed to load these files: later periods wait until they change" in caplog.text
+
+        # The held-back run loaded nothing, and says why.
+        held_back = _materialize_raw(instance, flights, "2013-02", second)
+        assert not held_back.success
+        failures = [event for event in held_back.all_events if event.is_step_failure]
+        assert len(failures) == len(flights.sources)
+        message = f"held back: the landing run of 2013-01 before it is failure (run key {first.run_key})"
+        assert all(event.step_failure_data.user_failure_data.description == message for event in failures)
+        assert "2013-02" not in instance.get_materialized_partitions(asset_key(flights, "raw_flights"))
+
+        # Corrected files of the first period: it runs, and the period held back behind it runs again.
+        path = period_file(landing, flights, "flights", "2013-01")
+        path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+        result, cursor = _tick(instance, flights, landing, cursor)
+        assert [request.partition_key for request in result.run_requests] == ["2013-01", "2013-02"]
+        assert result.run_requests[1].run_key != second.run_key
+        _add_landing_run(instance, flights, result.run_requests[0], dg.DagsterRunStatus.SUCCESS)
+        assert _materialize_raw(instance, flights, "2013-02", result.run_requests[1]).success
+
+
+def _add_landing_run(instance, dataset: Dataset, request: dg.RunRequest, status: dg.DagsterRunStatus) -> None:
+    """A landing sensor's run of ``request``, as the daemon records it (its run key and sensor in its tags)."""
+    tags = {
+        **request.tags,
+        "dagster/run_key": request.run_key,
+        "dagster/sensor_name": f"{dataset.name}_landing_sensor",
+        "dagster/partition": request.partition_key,
+    }
+    instance.add_run(dg.DagsterRun(job_name=request.job_name, status=status, tags=tags))
+
+
+def _materialize_raw(instance, dataset: Dataset, period: str, request: dg.RunRequest):
+    """The raw tables of ``period`` loaded by a run carrying ``request``'s tags, as the landing sensor's run does."""
+    return dg.materialize(
+        list(_definitions(dataset.name).assets),
+        selection=[asset_key(dataset, raw_table(source)) for source in dataset.sources],
+        instance=instance,
+        resources=resources_for("local"),
+        partition_key=period,
+        tags={**request.tags, "dagster/sensor_name": f"{dataset.name}_landing_sensor"},
+        raise_on_error=False,
+    )
+
+
+def _queue_limit(key: str) -> dict:
+    """The shipped dagster.yaml's run queue limit on tag ``key``."""
+    limits = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"]["tag_concurrency_limits"]
+    [limit] = [limit for limit in limits if limit["key"] == key]
+    return limit
 
 
 def test_a_period_after_the_seeded_year_is_taken_in_and_misnamed_files_are_not(flights, data_dir, caplog):

@@ -24,6 +24,9 @@ from mlplatform.orchestration.assets.training import MODEL
 # dagster.yaml queues runs with this tag one at a time per value: one training run per dataset at once
 # (a dataset's runs share its training table and artifact folder; two datasets train side by side).
 TRAINING_TAG = "mlplatform/training"
+# dagster.yaml also queues a landing sensor's runs one at a time per dataset (the tag's value), in the order the
+# sensor asked for them: a period's features read the periods before it.
+LANDING_TAG = "mlplatform/landing"
 # Every job's runs carry their dataset and the job's kind (period_pipeline, training, scoring, reference_data), so
 # the production run queue can limit runs per dataset and per kind of job (deploy/dagster.production.yaml).
 DATASET_TAG = "mlplatform/dataset"

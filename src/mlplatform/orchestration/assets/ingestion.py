@@ -1,6 +1,7 @@
 """Ingestion: a dataset's landing files into its raw and reference tables."""
 
 import dagster as dg
+import structlog
 
 from mlplatform.data.contracts import Contract
 from mlplatform.data.landing import LandingFileError, file_sha256
@@ -28,6 +29,8 @@ VOLUME_CHECK = "volume_vs_trailing_periods"
 NULL_SHARE_CHECK = "null_shares"
 CONTRACT_CHECK = "contract"
 SOURCE_HASH = "source_sha256"  # the landing file's bytes: the landing sensor compares it to skip unchanged files
+# On a landing sensor's run queued behind another of the same tick: that run's run key.
+AFTER_TAG = "mlplatform/landing_after"
 
 
 def ingestion_assets(dataset: Dataset) -> list[dg.AssetsDefinition]:
@@ -64,6 +67,8 @@ def raw_period_asset(dataset: Dataset, contract: Contract) -> dg.AssetsDefinitio
         period = context.partition_key
         settings = with_overrides(volume, run_config(context))
         qualified = dataset.table(table)
+        with run_logger(context) as log:
+            held_back_by_failed_run(context, log)
         with run_logger(context) as log, duckdb.get_connection() as con:
             try:
                 path = landing.period_file(dataset, contract.name, period)
@@ -84,6 +89,26 @@ def raw_period_asset(dataset: Dataset, contract: Contract) -> dg.AssetsDefinitio
             yield check_result(nulls, NULL_SHARE_CHECK, key, dg.AssetCheckSeverity.WARN)
 
     return raw_asset
+
+
+def held_back_by_failed_run(context: dg.AssetExecutionContext, log: structlog.typing.FilteringBoundLogger) -> None:
+    """Fail, loading nothing, when the landing run queued before this one (``AFTER_TAG``) did not succeed: this
+    period's features would read a hole where that period should be. The landing sensor asks again once the period
+    before is loaded (the run key names the periods not loaded before it)."""
+    after = context.run.tags.get(AFTER_TAG)
+    if after is None:
+        return
+    sensor = context.run.tags.get("dagster/sensor_name")
+    before = context.instance.get_runs(
+        dg.RunsFilter(tags={"dagster/run_key": after, "dagster/sensor_name": sensor}), limit=1
+    )
+    if before and before[0].status == dg.DagsterRunStatus.SUCCESS:
+        return
+    period = before[0].tags.get("dagster/partition") if before else after.split(":")[0]
+    status = before[0].status.value.lower() if before else "missing"
+    message = f"held back: the landing run of {period} before it is {status} (run key {after})"
+    log.error("landing run held back", before=period, status=status)
+    raise dg.Failure(description=message, allow_retries=False)
 
 
 def reference_asset(dataset: Dataset, contract: Contract) -> dg.AssetsDefinition:

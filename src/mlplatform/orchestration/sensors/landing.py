@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -12,66 +15,148 @@ from mlplatform.data.landing import file_sha256, period_file, reference_file, sc
 from mlplatform.datasets import Dataset
 from mlplatform.datasets.dataset import raw_table
 from mlplatform.orchestration.assets.common import asset_key
-from mlplatform.orchestration.assets.ingestion import SOURCE_HASH
-from mlplatform.orchestration.jobs import job_names
+from mlplatform.orchestration.assets.ingestion import AFTER_TAG, SOURCE_HASH
+from mlplatform.orchestration.jobs import LANDING_TAG, job_names
 from mlplatform.orchestration.resources.landing import LandingZone
 
 
 def landing_sensor(dataset: Dataset, jobs: list[dg.UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
     names = job_names(dataset)
-    name = f"{dataset.name}_landing_sensor"
-    in_flight = dg.RunsFilter(
-        statuses=[
-            dg.DagsterRunStatus.QUEUED,
-            dg.DagsterRunStatus.NOT_STARTED,
-            dg.DagsterRunStatus.STARTING,
-            dg.DagsterRunStatus.STARTED,
-        ],
-        tags={"dagster/sensor_name": name},
-    )
+    name = landing_sensor_name(dataset)
+    in_flight = dg.RunsFilter(statuses=IN_FLIGHT, tags={"dagster/sensor_name": name})
 
     @dg.sensor(
         name=name,
-        description=f"Watches landing/{dataset.name}. A period whose files ({', '.join(dataset.sources)}) are new "
-        f"or changed (by content hash, not time) gets a {names.periods} run for its partition"
-        + (f"; changed reference files get a {names.reference} run first" if names.reference else "")
-        + ". Periods load in order, one run at a time, because a period's features read the periods before it. "
-        "Files before the first period, in the future, or misnamed are left alone and reported in the tick's log. "
-        "The run key is the files' content hash, so the same bytes never run twice.",
+        description=f"Watches landing/{dataset.name}. Every period whose files ({', '.join(dataset.sources)}) are "
+        f"new or changed (by content hash, not time) gets a {names.periods} run for its partition, all in one tick"
+        + (
+            f"; changed reference files get a {names.reference} run first, in a tick of their own"
+            if names.reference
+            else ""
+        )
+        + ". The run queue starts them one at a time, in period order (dagster.yaml's mlplatform/landing limit), "
+        "because a period's features read the periods before it; new files wait until those runs are done. "
+        "When a period's run fails, the runs queued after it load nothing (held back: their features would read a "
+        "hole) and no later period is asked for until the failed period's files change. The run key is the "
+        "period's files' content hash and that of the periods not loaded before it, so the same bytes over the same "
+        "history never run twice; a period held back runs once the periods before it are loaded. Files before the "
+        "first period, in the future, or misnamed are left alone and reported in the tick's log.",
         jobs=[job for job in jobs if job.name in (names.periods, names.reference)],
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
     )
     def sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
-        hashes = _FileHashes(json.loads(context.cursor) if context.cursor else {})
+        hashes = FileHashes(json.loads(context.cursor) if context.cursor else {})
         root = Path(landing.path)
-        paths = {table: _reference(root, dataset, table) for table in dataset.reference}
-        reference = {table: hashes.of(path) for table, path in paths.items() if path}
-        if len(reference) < len(dataset.reference):
+        if reference_hashes(dataset, root, hashes) is None:
             return dg.SensorResult(skip_reason=f"{root / dataset.name} has no reference files yet (mlplatform seed)")
         if context.instance.get_runs_count(in_flight):
-            # A period's features read the periods before it: periods load in order, one run at a time.
-            return dg.SensorResult(skip_reason="waiting for the landing run in progress", cursor=hashes.cursor)
-        if any(_loaded_hash(context, asset_key(dataset, t), None) != sha for t, sha in reference.items()):
-            # Periods join the reference tables, so they wait for one reference run to load them first.
-            key = "reference:" + ":".join(sha[:16] for sha in reference.values())
-            return dg.SensorResult([dg.RunRequest(run_key=key, job_name=names.reference)], cursor=hashes.cursor)
-        found = scan(root, dataset)
-        for path, reason in found.ignored.items():
-            context.log.info(f"not taken in: {path}: {reason}")
-        for period in found.periods:
-            files = {source: hashes.of(period_file(root, dataset, source, period)) for source in dataset.sources}
-            loaded = {source: _loaded_hash(context, asset_key(dataset, raw_table(source)), period) for source in files}
-            if any(loaded[source] != sha for source, sha in files.items()):
-                run_key = ":".join([period, *(sha[:16] for sha in files.values())])
-                request = dg.RunRequest(run_key=run_key, partition_key=period, job_name=names.periods)
-                return dg.SensorResult([request], cursor=hashes.cursor)  # the earliest period first
-        return dg.SensorResult(skip_reason="no new or changed landing files", cursor=hashes.cursor)
+            # Periods load in order: new files wait until the runs asked for are done.
+            return dg.SensorResult(skip_reason="waiting for the landing runs in progress", cursor=hashes.cursor)
+        requests = landing_requests(context.instance, dataset, root, hashes, context.log)
+        if not requests:
+            return dg.SensorResult(skip_reason="no new or changed landing files to load", cursor=hashes.cursor)
+        return dg.SensorResult(requests, cursor=hashes.cursor)
 
     return sensor
 
 
-class _FileHashes:
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def landing_sensor_name(dataset: Dataset) -> str:
+    return f"{dataset.name}_landing_sensor"
+
+
+def landing_requests(
+    instance: dg.DagsterInstance,
+    dataset: Dataset,
+    root: Path,
+    hashes: FileHashes,
+    log: logging.Logger | None = None,
+) -> list[dg.RunRequest]:
+    """What the landing sensor asks for when no landing run is in flight: the reference run alone when a reference
+    file is not the one loaded (periods join the reference tables), else a run per waiting period, in order, up to
+    a period whose files already failed to load. ``log`` hears of files not taken in and of periods held back."""
+    names, sensor_name = job_names(dataset), landing_sensor_name(dataset)
+    reference = reference_hashes(dataset, root, hashes)
+    if reference is None:
+        return []
+    if any(_loaded_hash(instance, asset_key(dataset, t), None) != sha for t, sha in reference.items()):
+        key = "reference:" + ":".join(sha[:16] for sha in reference.values())
+        return [dg.RunRequest(run_key=key, job_name=names.reference, tags={LANDING_TAG: dataset.name})]
+    found = scan(root, dataset)
+    for path, reason in found.ignored.items():
+        if log:
+            log.info(f"not taken in: {path}: {reason}")
+    requests: list[dg.RunRequest] = []
+    for waiting in waiting_periods(instance, dataset, root, found.periods, hashes):
+        if _failed(instance, sensor_name, waiting.run_key):
+            if log:
+                log.info(f"{waiting.period} failed to load these files: later periods wait until they change")
+            break
+        # The queue starts them in this order; each names the run before it, and loads nothing if that one failed.
+        tags = {LANDING_TAG: dataset.name, **({AFTER_TAG: requests[-1].run_key} if requests else {})}
+        requests.append(
+            dg.RunRequest(run_key=waiting.run_key, partition_key=waiting.period, job_name=names.periods, tags=tags)
+        )
+    return requests
+
+
+def asked_for(instance: dg.DagsterInstance, dataset: Dataset, run_key: str) -> bool:
+    """Whether the dataset's landing sensor has a run with ``run_key`` (Dagster never starts a run key twice)."""
+    return bool(_runs_with_key(instance, landing_sensor_name(dataset), run_key))
+
+
+@dataclass(frozen=True)
+class WaitingPeriod:
+    period: str
+    run_key: str
+
+
+def waiting_periods(
+    instance: dg.DagsterInstance, dataset: Dataset, root: Path, periods: list[str], hashes: FileHashes
+) -> list[WaitingPeriod]:
+    """The ``periods`` (in order) whose landing files are not the ones loaded, each with its run key: the period,
+    its files' hashes and, when periods before it are not loaded either, a hash of theirs (its features read them)."""
+    waiting, not_loaded = [], []
+    for period in periods:
+        files = [hashes.of(period_file(root, dataset, source, period)) for source in dataset.sources]
+        loaded = [_loaded_hash(instance, asset_key(dataset, raw_table(source)), period) for source in dataset.sources]
+        if loaded == files:
+            continue
+        run_key = ":".join([period, *(sha[:16] for sha in files)])
+        if not_loaded:
+            run_key += ":after:" + hashlib.sha256(" ".join(not_loaded).encode()).hexdigest()[:16]
+        waiting.append(WaitingPeriod(period, run_key))
+        not_loaded.append(":".join([period, *files]))
+    return waiting
+
+
+def reference_hashes(dataset: Dataset, root: Path, hashes: FileHashes) -> dict[str, str] | None:
+    """The hash of each reference file of ``dataset``; None while one is missing."""
+    paths = {table: _reference(root, dataset, table) for table in dataset.reference}
+    if not all(paths.values()):
+        return None
+    return {table: hashes.of(path) for table, path in paths.items()}
+
+
+def _failed(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> bool:
+    runs = _runs_with_key(instance, sensor_name, run_key)
+    return bool(runs) and runs[0].status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+def _runs_with_key(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> list[dg.DagsterRun]:
+    tags = {"dagster/run_key": run_key, "dagster/sensor_name": sensor_name}
+    return list(instance.get_runs(dg.RunsFilter(tags=tags), limit=1))
+
+
+class FileHashes:
     """sha256 of files, reusing the cursor's hash while a file's size and modification time are unchanged."""
 
     def __init__(self, cache: dict[str, list]):
@@ -96,6 +181,6 @@ def _reference(root: Path, dataset: Dataset, table: str) -> Path | None:
         return None
 
 
-def _loaded_hash(context: dg.SensorEvaluationContext, key: dg.AssetKey, partition: str | None) -> str | None:
+def _loaded_hash(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None) -> str | None:
     """The landing file hash that the latest materialization of ``key`` (one partition) loaded."""
-    return (latest_metadata(context.instance, key, partition) or {}).get(SOURCE_HASH)
+    return (latest_metadata(instance, key, partition) or {}).get(SOURCE_HASH)
