@@ -18,16 +18,16 @@ import pytest
 import yaml
 from conftest import seed_periods
 
-from mlplatform.data.landing import file_sha256, period_file
+from mlplatform.data.landing import file_sha256, period_file, reference_file
 from mlplatform.datasets import Dataset, all_datasets
 from mlplatform.datasets.dataset import FEATURES_TABLE, raw_table
 from mlplatform.datasets.declaration import MonitoringSection
 from mlplatform.orchestration.assets.common import asset_key
-from mlplatform.orchestration.assets.ingestion import AFTER_TAG
+from mlplatform.orchestration.assets.ingestion import AFTER_TAG, SOURCE_HASH
 from mlplatform.orchestration.assets.monitoring import FEATURE_DRIFT, PERFORMANCE
-from mlplatform.orchestration.assets.serving import TRIGGER_TAG
+from mlplatform.orchestration.assets.serving import CHAMPION, TRIGGER_TAG
 from mlplatform.orchestration.component import dataset_definitions
-from mlplatform.orchestration.jobs import LANDING_TAG, dataset_jobs, job_names
+from mlplatform.orchestration.jobs import DATASET_TAG, JOB_TAG, LANDING_TAG, dataset_jobs, job_names
 from mlplatform.orchestration.resources import resources_for
 from mlplatform.orchestration.resources.alerts import AlertWebhook
 from mlplatform.orchestration.resources.landing import LandingZone
@@ -256,6 +256,87 @@ def test_landing_sensor_waits_for_the_reference_files(flights, tmp_path):
     with dg.instance_for_test() as instance:
         result, _ = _tick(instance, flights, tmp_path)
     assert not result.run_requests and "no reference files" in result.skip_reason.skip_message
+
+
+def _first_training_tick(instance, dataset: Dataset, landing: Path, cursor: str | None = None):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"landing": LandingZone(path=str(landing))}
+    )
+    result = _sensor(dataset, "first_training_sensor")(context)
+    return list(result.run_requests or []), result
+
+
+def _loaded(instance, dataset: Dataset, landing: Path, periods: list[str], featured: list[str]) -> None:
+    """What the landing runs record: each reference and period file's hash, loaded; features for ``featured``."""
+    for table in dataset.reference:
+        path = reference_file(landing, dataset, table)
+        event = dg.AssetMaterialization(asset_key(dataset, table), metadata={SOURCE_HASH: file_sha256(path)})
+        instance.report_runless_asset_event(event)
+    for period in periods:
+        for source in dataset.sources:
+            sha = file_sha256(period_file(landing, dataset, source, period))
+            key = asset_key(dataset, raw_table(source))
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(key, partition=period, metadata={SOURCE_HASH: sha})
+            )
+    for period in featured:
+        event = dg.AssetMaterialization(asset_key(dataset, FEATURES_TABLE), partition=period)
+        instance.report_runless_asset_event(event)
+
+
+def test_a_dataset_without_a_champion_trains_its_first_model_once_its_landing_files_are_loaded(flights, data_dir):
+    landing = data_dir / "landing"
+    periods = ["2013-01", "2013-02", "2013-03"]
+    _keep_only(landing, flights, periods)
+    with dg.instance_for_test() as instance:
+        requests, result = _first_training_tick(instance, flights, landing)
+        assert (
+            requests == [] and "waiting for landing files to load: reference tables" in result.skip_reason.skip_message
+        )
+
+        _loaded(instance, flights, landing, periods, featured=["2013-03"])
+        requests, result = _first_training_tick(instance, flights, landing, result.cursor)
+        assert requests == [] and "features for a period and the period before it" in result.skip_reason.skip_message
+
+        # A landing run in progress may still bring a newer period: wait for it.
+        busy = {DATASET_TAG: "flights", JOB_TAG: "period_pipeline"}
+        running = dg.DagsterRun(job_name="flights_period_pipeline", status=dg.DagsterRunStatus.STARTED, tags=busy)
+        instance.add_run(running)
+        _loaded(instance, flights, landing, [], featured=["2013-01", "2013-02"])
+        requests, result = _first_training_tick(instance, flights, landing, result.cursor)
+        assert requests == [] and "in progress" in result.skip_reason.skip_message
+        instance.delete_run(running.run_id)
+
+        # The newest period with features held out, trained on the periods with features before it.
+        [training], result = _first_training_tick(instance, flights, landing, result.cursor)
+        assert training.job_name == "flights_training" and training.run_key == "first_training:2013-03"
+        config = training.run_config["ops"]["flights__training_set"]["config"]
+        assert config == {"target_period": "2013-03", "window_periods": 2}
+        assert training.tags[TRIGGER_TAG] == "first_training"
+
+        # A period landed and not yet asked for: its features may make a newer target.
+        later = land_a_year_later(landing, "2013-03")
+        requests, result = _first_training_tick(instance, flights, landing, result.cursor)
+        assert requests == [] and f"waiting for landing files to load: {later}" in result.skip_reason.skip_message
+        period_file(landing, flights, "flights", later).unlink()
+
+        # Once a champion exists, nothing more: the drift sensor and people retrain from then on.
+        champion = {"champion_version": "v1", "target_period": "2013-03"}
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key(flights, CHAMPION), metadata=champion))
+        requests, result = _first_training_tick(instance, flights, landing, result.cursor)
+        assert requests == [] and "flights_delay has a champion" in result.skip_reason.skip_message
+
+
+def test_every_dataset_trains_its_own_first_model(dataset, tmp_path):
+    first, second = seed_periods(dataset)[:2]
+    with dg.instance_for_test() as instance:
+        for period in (first, second):
+            event = dg.AssetMaterialization(asset_key(dataset, FEATURES_TABLE), partition=period)
+            instance.report_runless_asset_event(event)
+        [training], _ = _first_training_tick(instance, dataset, tmp_path)  # an empty landing zone: nothing waits
+    assert training.job_name == f"{dataset.name}_training" and training.run_key == f"first_training:{second}"
+    config = training.run_config["ops"][f"{dataset.name}__training_set"]["config"]
+    assert config == {"target_period": second, "window_periods": 1}
 
 
 def _monitored(

@@ -55,6 +55,7 @@ def test_the_sensors_are_served_running_with_their_descriptions(dagster_dev):
     )
     sensors = graphql(dagster_dev, query)["data"]["sensorsOrError"]["results"]
     by_name = {sensor["name"]: sensor for sensor in sensors}
-    per_dataset = {f"{name}_{kind}" for name in DATASETS for kind in ("landing_sensor", "drift_retrain_sensor")}
+    kinds = ("landing_sensor", "first_training_sensor", "drift_retrain_sensor")
+    per_dataset = {f"{name}_{kind}" for name in DATASETS for kind in kinds}
     assert set(by_name) == per_dataset | {"run_failure_alert_sensor", "follow_new_data_sensor"}
     assert all(sensor["sensorState"]["status"] == "RUNNING" and sensor["description"] for sensor in sensors)

@@ -4,7 +4,7 @@ one version each model's champion, and the rollouts that bring a new version in 
 Two DuckDB tables in the warehouse, keyed by model name (a dataset declares its model's name; each name has
 its own champion). ``model_versions`` holds one row per artifact version (its DVC md5), written when the
 version is evaluated. ``model_promotions`` is a stack per model: promoting pushes a row with when and why
-(manual, scheduled, drift), rolling back marks the top row rolled back, and the champion is the newest
+(manual, scheduled, drift, first_training), rolling back marks the top row rolled back, and the champion is the newest
 promotion not rolled back. ``model_rollouts`` is a log of rollout events per model (started, stepped_up,
 completed, rolled_back, aborted), numbered in order; the newest event says whether a canary serves now, which
 share and against which champion (the decisions themselves are ``mlplatform.ml.rollout``'s). Nothing is ever
@@ -29,7 +29,7 @@ from mlplatform.data.warehouse import transaction
 VERSIONS_TABLE = "model_versions"
 PROMOTIONS_TABLE = "model_promotions"
 ROLLOUTS_TABLE = "model_rollouts"
-REASONS = ("manual", "scheduled", "drift")
+REASONS = ("manual", "scheduled", "drift", "first_training")
 STARTED, STEPPED_UP, COMPLETED, ROLLED_BACK, ABORTED = "started", "stepped_up", "completed", "rolled_back", "aborted"
 SERVING = (STARTED, STEPPED_UP)  # a rollout whose newest event is one of these has a canary serving
 

@@ -22,6 +22,7 @@ from mlplatform.orchestration.assets.serving import serving_assets
 from mlplatform.orchestration.assets.training import training_assets
 from mlplatform.orchestration.assets.validation import validation_assets
 from mlplatform.orchestration.jobs import dataset_jobs
+from mlplatform.orchestration.sensors.first_training import first_training_sensor
 from mlplatform.orchestration.sensors.landing import landing_sensor
 from mlplatform.orchestration.sensors.retraining import drift_retrain_sensor
 
@@ -70,5 +71,9 @@ def dataset_definitions(dataset: Dataset) -> dg.Definitions:
         # Each asset links to the file and line that defines it ("View source" in the UI).
         assets=dg.with_source_code_references(assets),
         jobs=jobs,
-        sensors=[landing_sensor(dataset, jobs), drift_retrain_sensor(dataset, jobs)],
+        sensors=[
+            landing_sensor(dataset, jobs),
+            first_training_sensor(dataset, jobs),
+            drift_retrain_sensor(dataset, jobs),
+        ],
     )

@@ -40,7 +40,8 @@ from mlplatform.orchestration.resources.warehouse import Warehouse
 
 CHAMPION = "champion_model"
 # Why a training run ran, set by whoever launched it: a person (manual, the default), a scheduler (scheduled:
-# the replay's periodic policy, or any schedule a team adds) or the drift sensor (drift). The promotion records it.
+# the replay's periodic policy, or any schedule a team adds), the drift sensor (drift) or, for a dataset with no
+# champion yet, the first training sensor (first_training). The promotion records it.
 TRIGGER_TAG = "mlplatform/trigger"
 
 
@@ -64,8 +65,8 @@ def champion_asset(dataset: Dataset) -> dg.AssetsDefinition:
         "first model is promoted whole; a later one starts a rollout: it serves the first of rollout.steps of each "
         "period's rows (a canary picked by the md5 of the natural key) and the rollout asset steps it up or rolls "
         "it back on its realised ROC AUC (steps [1.0] promotes it whole). The reason comes from the run's "
-        "mlplatform/trigger tag (manual, scheduled or drift). `mlplatform promote`, `rollback` and `rollout "
-        "--abort` change the champion or the rollout outside a run and record the change here too.",
+        "mlplatform/trigger tag (manual, scheduled, drift or first_training). `mlplatform promote`, `rollback` and "
+        "`rollout --abort` change the champion or the rollout outside a run and record the change here too.",
         **common(dataset, "serving"),
     )
     def champion_model(context: dg.AssetExecutionContext, duckdb: Warehouse):

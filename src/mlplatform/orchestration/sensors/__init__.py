@@ -1,5 +1,5 @@
-"""Sensors: each dataset's landing and drift retrain sensors, and the platform-wide ones (failure alerts and
-declarative automation)."""
+"""Sensors: each dataset's landing, first training and drift retrain sensors, and the platform-wide ones (failure
+alerts and declarative automation)."""
 
 import dagster as dg
 

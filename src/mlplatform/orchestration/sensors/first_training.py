@@ -1,0 +1,79 @@
+"""A dataset's first training sensor: a dataset with no champion trains its first model by itself once its landing
+files are loaded, so that its periods get scored and monitored with no one at the Launchpad."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from mlplatform.catalog import latest_metadata
+from mlplatform.datasets import Dataset
+from mlplatform.datasets.dataset import FEATURES_TABLE
+from mlplatform.orchestration.assets.common import asset_key
+from mlplatform.orchestration.assets.serving import CHAMPION, TRIGGER_TAG
+from mlplatform.orchestration.jobs import DATASET_TAG, JOB_TAG, job_names
+from mlplatform.orchestration.resources.landing import LandingZone
+from mlplatform.orchestration.sensors.landing import IN_FLIGHT, FileHashes, asked_for, landing_requests
+from mlplatform.orchestration.sensors.retraining import available_window, training_run_config
+
+FIRST_TRAINING = "first_training"  # the training run's mlplatform/trigger, recorded as its promotion's reason
+
+
+def first_training_sensor(dataset: Dataset, jobs: list[dg.UnresolvedAssetJobDefinition]) -> dg.SensorDefinition:
+    training = job_names(dataset).training
+    window_periods = dataset.declaration.training.window_periods
+    # Landing runs (a period's features may still change the target) and training runs (a first model on its way).
+    busy = dg.RunsFilter(
+        statuses=IN_FLIGHT,
+        tags={DATASET_TAG: dataset.name, JOB_TAG: ["reference_data", "period_pipeline", "training"]},
+    )
+
+    @dg.sensor(
+        name=f"{dataset.name}_first_training_sensor",
+        description=f"While {dataset.model.name} has no champion (read from {dataset.name}/champion_model's "
+        f"metadata): once no landing or training run of {dataset.name} is queued or in progress, no landing file "
+        "waits for its landing sensor, and features exist for a target period (the newest with features) and the "
+        f"period before it, requests {training} held out on that period and trained on up to "
+        f"training.window_periods ({window_periods}) periods before it, tagged mlplatform/trigger={FIRST_TRAINING}. "
+        "Once per target period (its run key): a model that fails the gate is tried again when a newer period has "
+        "features. The first champion's predictions and monitoring then follow every period by declarative "
+        "automation. A person can still train from the Launchpad at any time.",
+        jobs=[job for job in jobs if job.name == training],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+    )
+    def sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
+        hashes = FileHashes(json.loads(context.cursor) if context.cursor else {})
+        champion = latest_metadata(context.instance, asset_key(dataset, CHAMPION)) or {}
+        if champion.get("champion_version", "none") != "none":
+            return dg.SensorResult(skip_reason=f"{dataset.model.name} has a champion", cursor=context.cursor)
+        if context.instance.get_runs_count(busy):
+            return dg.SensorResult(
+                skip_reason="waiting for the landing or training runs in progress", cursor=hashes.cursor
+            )
+        unasked = [
+            request.partition_key or "reference tables"
+            for request in landing_requests(context.instance, dataset, Path(landing.path), hashes)
+            if not asked_for(context.instance, dataset, request.run_key)
+        ]
+        if unasked:
+            return dg.SensorResult(
+                skip_reason=f"waiting for landing files to load: {', '.join(unasked)}", cursor=hashes.cursor
+            )
+        featured = set(context.instance.get_materialized_partitions(asset_key(dataset, FEATURES_TABLE)))
+        target = max(featured, key=dataset.periods.index, default=None)
+        if target is None or dataset.periods.shift(target, -1) not in featured:
+            reason = f"features for a period and the period before it are needed first (have {sorted(featured)})"
+            return dg.SensorResult(skip_reason=reason, cursor=hashes.cursor)
+        window = available_window(context.instance, dataset, target, window_periods)
+        request = dg.RunRequest(
+            run_key=f"{FIRST_TRAINING}:{target}",
+            job_name=training,
+            run_config=training_run_config(dataset, target, window),
+            tags={TRIGGER_TAG: FIRST_TRAINING},
+        )
+        return dg.SensorResult([request], cursor=hashes.cursor)
+
+    return sensor
