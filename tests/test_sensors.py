@@ -108,10 +108,12 @@ def test_landing_sensor_asks_for_every_waiting_period_in_one_tick_in_order(datas
     names = job_names(dataset)
     with dg.instance_for_test() as instance:
         result, cursor = _tick(instance, dataset, landing)
-        if dataset.reference:  # periods join the reference tables: they load first, in a tick of their own
-            [reference] = result.run_requests
+        if dataset.reference:  # periods join the reference tables: they run after its run, held back if it fails
+            reference, *periods = result.run_requests
             assert reference.job_name == names.reference and reference.run_key.startswith("reference:")
-            assert reference.tags[LANDING_TAG] == dataset.name
+            assert reference.tags == {LANDING_TAG: dataset.name}
+            assert [request.partition_key for request in periods] == [first, second, third]
+            assert periods[0].tags[AFTER_TAG] == reference.run_key and ":after:" in periods[0].run_key
             _materialize(instance, dataset, dataset.reference)
             result, cursor = _tick(instance, dataset, landing, cursor)
 

@@ -104,7 +104,7 @@ def held_back_by_failed_run(context: dg.AssetExecutionContext, log: structlog.ty
     )
     if before and before[0].status == dg.DagsterRunStatus.SUCCESS:
         return
-    period = before[0].tags.get("dagster/partition") if before else after.split(":")[0]
+    period = before[0].tags.get("dagster/partition", "the reference tables") if before else after.split(":")[0]
     status = before[0].status.value.lower() if before else "missing"
     message = f"held back: the landing run of {period} before it is {status} (run key {after})"
     log.error("landing run held back", before=period, status=status)

@@ -29,17 +29,13 @@ def landing_sensor(dataset: Dataset, jobs: list[dg.UnresolvedAssetJobDefinition]
         name=name,
         description=f"Watches landing/{dataset.name}. Every period whose files ({', '.join(dataset.sources)}) are "
         f"new or changed (by content hash, not time) gets a {names.periods} run for its partition, all in one tick"
-        + (
-            f"; changed reference files get a {names.reference} run first, in a tick of their own"
-            if names.reference
-            else ""
-        )
+        + (f"; changed reference files get a {names.reference} run before them" if names.reference else "")
         + ". The run queue starts them one at a time, in period order (dagster.yaml's mlplatform/landing limit), "
         "because a period's features read the periods before it; new files wait until those runs are done. "
-        "When a period's run fails, the runs queued after it load nothing (held back: their features would read a "
-        "hole) and no later period is asked for until the failed period's files change. The run key is the "
-        "period's files' content hash and that of the periods not loaded before it, so the same bytes over the same "
-        "history never run twice; a period held back runs once the periods before it are loaded. Files before the "
+        "When a run fails, the runs queued after it load nothing (held back: their features would read a hole) and "
+        "no later period is asked for until the failed files change. The run key is the period's files' content "
+        "hash and that of the files not loaded before it, so the same bytes over the same history never run twice; "
+        "a period held back runs once the files before it are loaded. Files before the "
         "first period, in the future, or misnamed are left alone and reported in the tick's log.",
         jobs=[job for job in jobs if job.name in (names.periods, names.reference)],
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -80,22 +76,29 @@ def landing_requests(
     hashes: FileHashes,
     log: logging.Logger | None = None,
 ) -> list[dg.RunRequest]:
-    """What the landing sensor asks for when no landing run is in flight: the reference run alone when a reference
-    file is not the one loaded (periods join the reference tables), else a run per waiting period, in order, up to
-    a period whose files already failed to load. ``log`` hears of files not taken in and of periods held back."""
+    """What the landing sensor asks for when no landing run is in flight, in the order to run: the reference run
+    when a reference file is not the one loaded (periods join the reference tables), then a run per waiting period,
+    in period order, up to one whose files (or the reference files) already failed to load. ``log`` hears of files
+    not taken in and of what is held back."""
     names, sensor_name = job_names(dataset), landing_sensor_name(dataset)
     reference = reference_hashes(dataset, root, hashes)
     if reference is None:
         return []
+    requests: list[dg.RunRequest] = []
+    not_loaded = []
     if any(_loaded_hash(instance, asset_key(dataset, t), None) != sha for t, sha in reference.items()):
         key = "reference:" + ":".join(sha[:16] for sha in reference.values())
-        return [dg.RunRequest(run_key=key, job_name=names.reference, tags={LANDING_TAG: dataset.name})]
+        if _failed(instance, sensor_name, key):
+            if log:
+                log.info("the reference files failed to load: periods wait until they change")
+            return []
+        requests.append(dg.RunRequest(run_key=key, job_name=names.reference, tags={LANDING_TAG: dataset.name}))
+        not_loaded.append(":".join(["reference", *reference.values()]))
     found = scan(root, dataset)
     for path, reason in found.ignored.items():
         if log:
             log.info(f"not taken in: {path}: {reason}")
-    requests: list[dg.RunRequest] = []
-    for waiting in waiting_periods(instance, dataset, root, found.periods, hashes):
+    for waiting in waiting_periods(instance, dataset, root, found.periods, hashes, not_loaded):
         if _failed(instance, sensor_name, waiting.run_key):
             if log:
                 log.info(f"{waiting.period} failed to load these files: later periods wait until they change")
@@ -120,11 +123,17 @@ class WaitingPeriod:
 
 
 def waiting_periods(
-    instance: dg.DagsterInstance, dataset: Dataset, root: Path, periods: list[str], hashes: FileHashes
+    instance: dg.DagsterInstance,
+    dataset: Dataset,
+    root: Path,
+    periods: list[str],
+    hashes: FileHashes,
+    not_loaded: list[str],
 ) -> list[WaitingPeriod]:
     """The ``periods`` (in order) whose landing files are not the ones loaded, each with its run key: the period,
-    its files' hashes and, when periods before it are not loaded either, a hash of theirs (its features read them)."""
-    waiting, not_loaded = [], []
+    its files' hashes and, when files before it are not loaded either (``not_loaded``: the reference files', then
+    earlier periods'), a hash of theirs (its features read them)."""
+    waiting, not_loaded = [], list(not_loaded)
     for period in periods:
         files = [hashes.of(period_file(root, dataset, source, period)) for source in dataset.sources]
         loaded = [_loaded_hash(instance, asset_key(dataset, raw_table(source)), period) for source in dataset.sources]
