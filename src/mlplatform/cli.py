@@ -183,7 +183,7 @@ def _seed(args: argparse.Namespace) -> int:
             f"{dataset.name}: {len(written)} files written or changed in {landing_dir / dataset.name}, "
             f"{len(periods)} periods seeded"
         )
-    resource("dvc").repo().record_stage(SEED_STAGE)
+    resource("dvc").repo().record_stages([SEED_STAGE])
     return 0
 
 
@@ -516,10 +516,14 @@ def _materialize(args: argparse.Namespace) -> int:
             names = job_names(dataset)
             if names.reference and _run(defs, instance, names.reference):
                 return 1
+            # The periods run are recorded in dvc.lock with one `dvc commit`, a failure's earlier periods too.
+            ran = []
             for period in periods:
                 if _run(defs, instance, names.periods, period):
+                    repo.record_stages(ran)
                     return 1
-                repo.record_stage(PERIOD_STAGE.format(dataset=dataset.name, period=period))
+                ran.append(PERIOD_STAGE.format(dataset=dataset.name, period=period))
+            repo.record_stages(ran)
             if not _training_periods_present(dataset):
                 continue
             if _run(defs, instance, names.training):
