@@ -56,7 +56,7 @@ query ($key: AssetKeyInput!, $partitions: [String!]) {
   }
 }"""
 RUNS = """
-query { runsOrError { ... on Runs { results { runId status startTime endTime tags { key value } } } } }"""
+query { runsOrError { ... on Runs { results { runId jobName status startTime endTime tags { key value } } } } }"""
 LAUNCH_BACKFILL = """
 mutation ($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
