@@ -4,6 +4,9 @@ tests/production/test_topology.py runs the Celery one on real workers."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import dagster as dg
 import pytest
 import yaml
@@ -23,6 +26,19 @@ def test_no_executor_named_runs_the_steps_in_the_run_worker(monkeypatch):
     assert executor_for() is dg.in_process_executor
     job = build_definitions("local").resolve_job_def("flights_period_pipeline")
     assert job.executor_def.name == "in_process"
+
+
+def test_a_run_worker_loads_the_definitions_without_pytorch():
+    """Every run starts a process that loads the definitions: PyTorch (seconds to import) waits for a step that
+    trains or loads a model, and a period's landing run never imports it."""
+    load = (
+        "import sys\n"
+        "from mlplatform.definitions import build_definitions\n"
+        "build_definitions('local').resolve_job_def('flights_period_pipeline')\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'torch'))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_multiprocess_is_dagsters_step_per_process_executor(monkeypatch):

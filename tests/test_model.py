@@ -20,8 +20,9 @@ from mlplatform.data.warehouse import load_raw_partition, load_reference
 from mlplatform.datasets import Dataset
 from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN
 from mlplatform.datasets.declaration import Hyperparameters, ModelSection
+from mlplatform.ml.artifact import MANIFEST_FILE, WEIGHTS_FILE
 from mlplatform.ml.metrics import roc_auc
-from mlplatform.ml.model import MANIFEST_FILE, WEIGHTS_FILE, Preprocessor, TabularModel, load_model
+from mlplatform.ml.model import Preprocessor, TabularModel, load_model
 from mlplatform.ml.training import TrainingResult, split_by_time, train
 
 SMALL = {"hidden": [32], "max_epochs": 4, "batch_size": 1024, "learning_rate": 3e-3}

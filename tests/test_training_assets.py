@@ -19,7 +19,8 @@ from mlplatform.data.versioning import file_md5
 from mlplatform.datasets import all_datasets, get_dataset
 from mlplatform.definitions import build_definitions
 from mlplatform.ml import registry
-from mlplatform.ml.model import artifact_folder, load_model
+from mlplatform.ml.artifact import artifact_folder
+from mlplatform.ml.model import load_model
 from mlplatform.orchestration.assets.common import asset_key
 from mlplatform.orchestration.assets.serving import TRIGGER_TAG
 from mlplatform.orchestration.component import dataset_definitions

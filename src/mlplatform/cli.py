@@ -377,7 +377,7 @@ def _change_champion(change, verb: str) -> int:
     import dagster as dg
 
     from mlplatform.ml import registry
-    from mlplatform.ml.model import artifact_folder
+    from mlplatform.ml.artifact import artifact_folder
     from mlplatform.orchestration.assets.common import asset_key
     from mlplatform.orchestration.assets.serving import CHAMPION, champion_metadata
     from mlplatform.orchestration.resources import resource

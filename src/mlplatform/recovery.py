@@ -154,7 +154,7 @@ def recover(instance: dg.DagsterInstance, repo: DVCRepo, connect: Connect, name:
 def _check_out_champions(con: duckdb.DuckDBPyConnection, repo: DVCRepo) -> dict[str, str]:
     """Each model's champion artifact, fetched and checked file by file (it may be an earlier version than the
     dataset's newest model)."""
-    from mlplatform.ml.model import artifact_folder
+    from mlplatform.ml.artifact import artifact_folder
 
     champions = {}
     for dataset in all_datasets().values():

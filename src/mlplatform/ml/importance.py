@@ -8,11 +8,15 @@ ignores can drift without consequence and a shift in the one it relies on counts
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
 
 from mlplatform.ml.metrics import roc_auc
-from mlplatform.ml.model import TabularModel
+
+if TYPE_CHECKING:  # PyTorch is imported where a model is loaded or trained, not here
+    from mlplatform.ml.model import TabularModel
 
 
 def permutation_importance(

@@ -4,7 +4,8 @@ and its artifact.
 Categorical features get embeddings with an out-of-vocabulary bucket (index 0), numeric features are
 standardised with statistics fitted on the training window only (a missing value becomes 0 after scaling,
 with a 0/1 missing indicator beside it), and an MLP head gives the logit of the label.
-An artifact is a folder holding ``weights.pt`` and ``manifest.json``; :func:`load_model` needs no Dagster.
+An artifact (:mod:`mlplatform.ml.artifact`) is a folder holding ``weights.pt`` and ``manifest.json``;
+:func:`load_model` needs no Dagster.
 """
 
 from __future__ import annotations
@@ -19,11 +20,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from mlplatform.data.versioning import DVCRepo
-
-ARTIFACT_NAME = "model"  # the artifact's folder, tracked by DVC as one version
-WEIGHTS_FILE = "weights.pt"
-MANIFEST_FILE = "manifest.json"
+from mlplatform.ml.artifact import MANIFEST_FILE, WEIGHTS_FILE
 
 
 @dataclass(frozen=True)
@@ -144,12 +141,6 @@ def build_network(preprocessor: Preprocessor, hyperparameters: dict[str, Any]) -
         hidden=tuple(hyperparameters["hidden"]),
         dropout=hyperparameters["dropout"],
     )
-
-
-def artifact_folder(repo: DVCRepo, version: str) -> Path:
-    """The artifact folder of model ``version``, brought back through DVC (from its cache, or from the remote
-    when the cache lost it) and checked file by file against the version."""
-    return repo.restore(version, ARTIFACT_NAME)
 
 
 def load_model(folder: Path) -> TabularModel:

@@ -10,6 +10,7 @@ one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -19,7 +20,9 @@ from mlplatform.data.lake import retry_on_conflict
 from mlplatform.data.sql import identifier
 from mlplatform.data.warehouse import partition_row_count, transaction
 from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, PREDICTIONS_TABLE, Dataset
-from mlplatform.ml.model import TabularModel
+
+if TYPE_CHECKING:  # PyTorch is imported where a model is loaded or trained, not here
+    from mlplatform.ml.model import TabularModel
 
 # What a row is served (the canary's probability on its rows, else the champion's), the champion's on every row,
 # and the challenger's in shadow.

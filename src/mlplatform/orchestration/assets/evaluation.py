@@ -9,9 +9,9 @@ from mlplatform.datasets import Dataset
 from mlplatform.datasets.dataset import TRAINING_SET_TABLE
 from mlplatform.markdown import markdown_table
 from mlplatform.ml import registry
+from mlplatform.ml.artifact import artifact_folder
 from mlplatform.ml.evaluation import baseline_scores, by_group, calibration, model_card, promotion_gate, summary
 from mlplatform.ml.metrics import paired_bootstrap_auc
-from mlplatform.ml.model import artifact_folder, load_model
 from mlplatform.ml.training_set import HOLDOUT, SPLIT_COLUMN
 from mlplatform.orchestration.assets.common import DUCKDB_POOL, asset_key, common, run_logger
 from mlplatform.orchestration.assets.training import MODEL, training_set_path
@@ -64,6 +64,8 @@ def evaluation_asset(dataset: Dataset) -> dg.AssetsDefinition:
         **common(dataset, "training"),
     )
     def model_evaluation(context: dg.AssetExecutionContext, dvc: DVCResource, duckdb: Warehouse):
+        from mlplatform.ml.model import load_model  # PyTorch, only in the steps that load a model
+
         config = with_overrides(declared, run_config(context))
         repo = dvc.repo()
         holdout = pl.read_parquet(training_set_path(dvc, dataset))

@@ -13,7 +13,7 @@ from mlplatform.datasets import Dataset
 from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, PREDICTIONS_TABLE
 from mlplatform.markdown import markdown_table
 from mlplatform.ml import registry
-from mlplatform.ml.model import MANIFEST_FILE, artifact_folder
+from mlplatform.ml.artifact import MANIFEST_FILE, artifact_folder
 from mlplatform.ml.scoring import CHAMPION_SCORE
 from mlplatform.monitoring import champion as monitoring
 from mlplatform.orchestration.assets.common import (

@@ -10,8 +10,8 @@ from mlplatform.datasets import Dataset
 from mlplatform.datasets.dataset import FEATURES_TABLE, PREDICTIONS_TABLE
 from mlplatform.markdown import markdown_table
 from mlplatform.ml import registry
+from mlplatform.ml.artifact import artifact_folder
 from mlplatform.ml.metrics import paired_bootstrap_auc, roc_auc
-from mlplatform.ml.model import artifact_folder, load_model
 from mlplatform.ml.scoring import (
     CHALLENGER_SCORE,
     CHAMPION_SCORE,
@@ -161,6 +161,8 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
         **common(dataset, "serving"),
     )
     def predictions(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: DVCResource):
+        from mlplatform.ml.model import load_model  # PyTorch, only in the steps that load a model
+
         period, repo = context.partition_key, dvc.repo()
         with duckdb.get_connection() as con, run_logger(context) as log:
             champion = current_champion(con, dataset)

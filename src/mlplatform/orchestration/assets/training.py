@@ -6,16 +6,13 @@ import dagster as dg
 import duckdb
 import numpy as np
 import polars as pl
-import torch
 
 from mlplatform.data.versioning import file_md5, git_revision
 from mlplatform.datasets import Dataset
 from mlplatform.datasets.dataset import FEATURES_TABLE, PERIOD_COLUMN, TRAINING_SET_TABLE
 from mlplatform.markdown import markdown_table
-from mlplatform.ml.importance import permutation_importance
+from mlplatform.ml.artifact import ARTIFACT_NAME
 from mlplatform.ml.metrics import log_loss, roc_auc
-from mlplatform.ml.model import ARTIFACT_NAME
-from mlplatform.ml.training import device, train
 from mlplatform.ml.training_set import HOLDOUT, SPLIT_COLUMN, TRAIN, build_training_set, window_periods
 from mlplatform.monitoring.champion import monitored_columns, save_reference_profiles
 from mlplatform.orchestration.assets.common import (
@@ -114,6 +111,10 @@ def model_asset(dataset: Dataset) -> dg.AssetsDefinition:
         **common(dataset, "training"),
     )
     def model(context: dg.AssetExecutionContext, dvc: DVCResource):
+        # PyTorch (3 s to import) is imported by the steps that train or load a model, not by every run worker.
+        from mlplatform.ml.importance import permutation_importance
+        from mlplatform.ml.training import device, train
+
         hyperparameters = with_overrides(declared.hyperparameters, run_config(context))
         settings = declared.model_copy(update={"hyperparameters": hyperparameters})
         repo, source = dvc.repo(), training_set_path(dvc, dataset)
@@ -185,6 +186,8 @@ def model_asset(dataset: Dataset) -> dg.AssetsDefinition:
 
 
 def _library_versions() -> dict[str, str]:
+    import torch
+
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
