@@ -96,8 +96,7 @@ class DVCRepo:
         # Steps on several workers share one repository: without the lock, two first steps both find no .dvc
         # and the second `dvc init` fails. The lock file sits in the versions folder, which git does not see.
         self.versions_dir.mkdir(parents=True, exist_ok=True)
-        with (self.versions_dir / INIT_LOCK).open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _exclusive(self.versions_dir / INIT_LOCK):
             self._initialise()
 
     def _initialise(self) -> None:
@@ -200,8 +199,7 @@ class DVCRepo:
         ``dvc gc`` collects an object between its copy and its ``.dvc`` file, no other add or push interleaves."""
         path = self.root / ".dvc" / "tmp" / "lock"
         path.parent.mkdir(exist_ok=True)
-        with path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _exclusive(path):
             yield
 
     def check_out(self, versions: dict[Path, str]) -> None:
@@ -301,6 +299,14 @@ class DVCRepo:
         if config is None:
             return Path(self.run("cache", "dir").strip())
         return Path(config["cache"].get("dir") or self.root / ".dvc" / "cache")
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created when missing) while the block runs."""
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @dataclass(frozen=True)
