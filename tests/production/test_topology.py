@@ -65,7 +65,10 @@ def loaded_by_sensors(topology: Topology, seeded_landing: Path) -> Topology:
             features = topology.latest(asset_key(get_dataset(name), FEATURES_TABLE), periods)
             if set(features) != set(periods):
                 return False
-        return not any(run["status"] in ("QUEUED", "STARTING", "STARTED") for run in topology.runs())
+        runs = topology.runs()
+        # Once landing is done, each dataset's first training sensor asks for its first model: wait for that run too.
+        trained = {run["jobName"] for run in runs} >= {f"{name}_training" for name in SENSOR_LOADED}
+        return trained and not any(run["status"] in ("QUEUED", "STARTING", "STARTED") for run in runs)
 
     try:
         wait_until(all_loaded, timeout=900, what="the sensors' runs", every=5)
