@@ -34,6 +34,7 @@ from production.topology import (
     lake_of,
     land,
     landed_rows,
+    not_succeeded,
     period_keys,
     running_topology,
     wait_until,
@@ -68,12 +69,13 @@ def loaded_by_sensors(topology: Topology, seeded_landing: Path) -> Topology:
         runs = topology.runs()
         # Once landing is done, each dataset's first training sensor asks for its first model: wait for that run too.
         trained = {run["jobName"] for run in runs} >= {f"{name}_training" for name in SENSOR_LOADED}
-        return trained and not any(run["status"] in ("QUEUED", "STARTING", "STARTED") for run in runs)
+        return trained and topology.ended_runs(runs) is not None
 
     try:
         wait_until(all_loaded, timeout=900, what="the sensors' runs", every=5)
     except TimeoutError:
         print(topology.diagnostics())
+        print(topology.explain([run for run in topology.runs() if run["status"] != "SUCCESS"]))
         raise
     return topology
 
@@ -124,7 +126,8 @@ def embedded_versions(seeded_landing: Path, tmp_path_factory) -> dict[tuple[str,
 
 def test_sensor_runs_ran_their_steps_on_the_celery_workers_and_succeeded(loaded_by_sensors: Topology):
     finished = loaded_by_sensors.runs()
-    assert finished and all(run["status"] == "SUCCESS" for run in finished), finished
+    unsuccessful = not_succeeded(finished)
+    assert finished and not unsuccessful, loaded_by_sensors.explain(unsuccessful)
     launched = {}
     for run in finished:
         tags = {tag["key"]: tag["value"] for tag in run["tags"]}
@@ -149,14 +152,18 @@ def test_backfill_spreads_over_both_workers_and_survives_one_killed(backfilled: 
     for worker in WORKERS:
         assert set(topology.worker_tasks(worker)[0]) - backfilled["before"][worker], worker
 
-    def backfill_runs() -> list[dict] | None:
-        """The backfill's runs once none is still going: the backfill reads as complete when its partitions are
-        materialized, which can be before its last run worker has recorded the run's end."""
-        runs = [r for r in topology.runs() if any(t["key"] == "dagster/backfill" for t in r["tags"])]
-        return None if any(run["status"] in ("QUEUED", "STARTING", "STARTED") for run in runs) else runs
+    def backfill_runs() -> list[dict]:
+        return [run for run in topology.runs() if any(tag["key"] == "dagster/backfill" for tag in run["tags"])]
 
-    finished = wait_until(backfill_runs, timeout=120, what="the backfill's runs to end", every=2)
-    assert finished and all(run["status"] == "SUCCESS" for run in finished)
+    # The backfill reads as complete when its partitions are materialized, which can be before its last run worker
+    # has recorded the run's end.
+    try:
+        finished = wait_until(lambda: topology.ended_runs(backfill_runs()), 300, "the backfill's runs to end")
+    except TimeoutError:
+        print(topology.explain([run for run in backfill_runs() if run["status"] != "SUCCESS"]))
+        raise
+    unsuccessful = not_succeeded(finished)
+    assert finished and not unsuccessful, topology.explain(unsuccessful)
 
 
 def test_rows_are_conserved_and_not_doubled(backfilled: dict, loaded_by_sensors: Topology, seeded_landing: Path):

@@ -66,6 +66,10 @@ mutation ($params: LaunchBackfillParams!) {
     ... on InvalidSubsetError { message }
   }
 }"""
+RUN_EVENTS = """
+query ($runId: ID!) {
+  logsForRun(runId: $runId) { ... on EventConnection { events { __typename ... on MessageEvent { message } } } }
+}"""
 BACKFILL_STATUS = """
 query ($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"""
 SENSOR = """
@@ -170,6 +174,12 @@ class Topology:
     def runs(self) -> list[dict]:
         return self.graphql(RUNS)["runsOrError"]["results"]
 
+    def ended_runs(self, runs: list[dict]) -> list[dict] | None:
+        """``runs`` once none of them is still to end (created and not yet queued counts: an automatic retry is
+        created before it is queued), else None."""
+        going = ("NOT_STARTED", "QUEUED", "STARTING", "STARTED", "CANCELING")
+        return None if any(run["status"] in going for run in runs) else runs
+
     def launch_backfill(self, keys: list[dg.AssetKey], first: str, last: str) -> str:
         """A backfill of the partitions ``first``..``last`` of each of ``keys``; returns its id.
 
@@ -217,8 +227,42 @@ class Topology:
         for process in reversed(list(self.processes.values())):
             process.stop()
 
+    def explain(self, runs: list[dict]) -> str:
+        """Why each of ``runs`` is where it is: its status and tags, its events, and the daemon's lines naming it."""
+        daemon = self.processes["daemon"].log.read_text(errors="replace").splitlines()
+        parts = []
+        for run in runs:
+            events = self.graphql(RUN_EVENTS, {"runId": run["runId"]})["logsForRun"].get("events", [])
+            lines = [f"{e['__typename']}: {e.get('message', '')[:300]}" for e in events]
+            named = [line[:300] for line in daemon if run["runId"] in line]
+            tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+            parts.append(
+                f"=== {run['jobName']} {run['runId']} {run['status']} {tags}\n"
+                + "\n".join(lines[-25:])
+                + "\n--- daemon ---\n"
+                + "\n".join(named[-15:])
+            )
+        return "\n".join(parts)
+
     def diagnostics(self) -> str:
         return "\n".join(f"--- {name} ---\n{process.tail()}" for name, process in self.processes.items())
+
+
+def not_succeeded(runs: list[dict]) -> list[dict]:
+    """The runs that neither succeeded nor were retried to success. The instance launches a run whose run worker
+    died (not one whose step failed) once more (deploy/dagster.production.yaml, `run_retries`), tagging the failed
+    run with its retry's id: that is the topology recovering, as it is configured to."""
+    by_id = {run["runId"]: run for run in runs}
+
+    def ends_in_success(run: dict) -> bool:
+        while run["status"] == "FAILURE":
+            retry = next((t["value"] for t in run["tags"] if t["key"] == "dagster/auto_retry_run_id"), None)
+            if retry not in by_id:
+                return False
+            run = by_id[retry]
+        return run["status"] == "SUCCESS"
+
+    return [run for run in runs if not ends_in_success(run)]
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, every: float = 2.0) -> object:
