@@ -96,6 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     recover.add_argument("--backup", help="a backup's name (default: the newest); --list shows them")
     recover.add_argument("--list", action="store_true", help="list the remote's backups and stop")
+    command(
+        "pools",
+        "create each pool's concurrency limit at the instance's default, one after another: once after `dagster "
+        "instance migrate` (two runs creating one pool at once on PostgreSQL can fail)",
+        _pools,
+        None,
+    )
     gc = command("gc", "remove DVC objects that no version recorded in the event log references", _gc, None)
     gc.add_argument("--cloud", action="store_true", help="collect in the remote too")
     new = command("new-dataset", "scaffold a dataset folder from a sample file", _new_dataset, None)
@@ -425,6 +432,18 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"report written to {write_report(dataset, results, output)}")
     if args.markdown:
         args.markdown.write_text(markdown_report(dataset, results))
+    return 0
+
+
+def _pools(args: argparse.Namespace) -> int:
+    prepare_dagster_home()
+    from dagster import DagsterInstance
+
+    from mlplatform.orchestration.pools import initialize_pools
+
+    with DagsterInstance.get() as instance:
+        for pool, slots in initialize_pools(instance).items():
+            print(f"{pool}: {slots} slots")
     return 0
 
 

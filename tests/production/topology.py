@@ -1,8 +1,9 @@
 """The production topology as processes on this machine: the same commands and files as deploy/compose.yaml
 (dagster.production.yaml, workspace.production.yaml, celery.yaml), on free ports of 127.0.0.1.
 
-Started: ``dagster instance migrate`` (PostgreSQL storage), a gRPC code server, ``dagster-daemon``,
-``dagster-webserver`` and Celery workers, each its own process group, so that a worker can be killed whole.
+Started: ``dagster instance migrate`` and ``mlplatform pools`` (PostgreSQL storage), a gRPC code server,
+``dagster-daemon``, ``dagster-webserver`` and Celery workers, each its own process group, so that a worker can be
+killed whole.
 """
 
 from __future__ import annotations
@@ -356,6 +357,7 @@ def running_topology(
     code_port = env["DAGSTER_CODE_SERVER_PORT"]
     try:
         topology.run([program("dagster"), "instance", "migrate"])
+        topology.run([program("mlplatform"), "pools"])  # as deploy/compose.yaml's instance-migrate
         topology.start(
             "code-server",
             [program("dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", code_port,

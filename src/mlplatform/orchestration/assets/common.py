@@ -24,6 +24,7 @@ from mlplatform.orchestration.resources.dvc import DVCResource
 DUCKDB_POOL = "duckdb"
 # Steps that call DVC without writing the warehouse (the model artifact) take this one-slot pool.
 DVC_POOL = "dvc"
+POOLS = (DUCKDB_POOL, DVC_POOL)  # every pool an asset takes: `mlplatform pools` creates them before any run
 STAGE_TAG = "mlplatform/stage"  # ingestion, validation, features, training, serving or monitoring
 
 
