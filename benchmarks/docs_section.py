@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+REPOSITORY = Path(__file__).resolve().parents[1]
+DOCS = REPOSITORY / "docs" / "benchmarks.md"
+
+
+def revision() -> str:
+    """The checkout's short git revision, which a section names as the code it measured ("" outside git)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True, text=True)
+    return head.stdout.strip()
 
 
 def replace_section(document: str, title: str, text: str) -> str:

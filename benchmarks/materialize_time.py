@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from docs_section import write_section
+from docs_section import revision, write_section
 
 SECTION = "Time to value: materialize every dataset"
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -104,8 +104,7 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV", help="also measure this git revision, for comparison")
     parser.add_argument("--write-docs", action="store_true", help="write the result into docs/benchmarks.md")
     args = parser.parse_args()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPOSITORY, capture_output=True, text=True)
-    results = {f"this checkout ({head.stdout.strip() or 'no git'})": measure(REPOSITORY, args.git)}
+    results = {f"this checkout ({revision() or 'no git'})": measure(REPOSITORY, args.git)}
     if args.baseline:
         with worktree(args.baseline) as tree:
             results[f"baseline {args.baseline}"] = measure(tree, args.git)

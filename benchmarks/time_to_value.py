@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' way of starting and stoppi
 
 import dagster as dg  # noqa: E402
 from dagster_dev import dagster_dev  # noqa: E402
-from docs_section import write_section  # noqa: E402
+from docs_section import revision, write_section  # noqa: E402
 
 from mlplatform.catalog import latest_metadata  # noqa: E402
 from mlplatform.datasets import Dataset, all_datasets  # noqa: E402
@@ -151,20 +151,15 @@ def failed_runs(instance: dg.DagsterInstance) -> list[str]:
     return [f"FAILED: {r.dagster_run.job_name} {r.dagster_run.tags.get('dagster/partition', '')}" for r in records]
 
 
-def _revision() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return head.stdout.strip() or "an unknown revision"
-
-
 def docs_text(total: float, load: float, milestones: Milestones, runs: list[str], datasets: list[Dataset]) -> str:
     periods = ", ".join(f"{dataset.name} {len(dataset.seed_periods)}" for dataset in datasets)
     lines = [
         f"## {SECTION}",
         "",
         f"`benchmarks/time_to_value.py`, {dt.date.today().isoformat()}, {platform.machine()} {os.cpu_count()} cores "
-        f"(Python {platform.python_version()}), code at {_revision()}. What `make run` does after install, "
-        f"from an empty data folder: `mlplatform init`, `mlplatform seed`, `dagster dev`, and no one at the "
-        f"Launchpad. Done when every seeded period ({periods}) has features, predictions, feature_drift, "
+        f"(Python {platform.python_version()}), code at {revision() or 'an unknown revision'}. What `make run` does "
+        f"after install, from an empty data folder: `mlplatform init`, `mlplatform seed`, `dagster dev`, and no one "
+        f"at the Launchpad. Done when every seeded period ({periods}) has features, predictions, feature_drift, "
         "prediction_drift and model_performance under a champion.",
         "",
         f"**Time to value: {total:.0f} s**, at a mean 1-minute load average of {load:.1f} while `dagster dev` ran.",
