@@ -4,7 +4,6 @@ created one after another; a limit set by hand is kept)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,8 +17,8 @@ import sqlalchemy.exc
 
 from mlplatform.orchestration.assets.common import DUCKDB_POOL, DVC_POOL
 from production.servers import Postgres
+from production.topology import install_instance
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 MLPLATFORM = str(Path(sys.executable).with_name("mlplatform"))
 DEFAULT_LIMIT = 4  # deploy/dagster.production.yaml, concurrency.pools.default_limit
 
@@ -28,8 +27,7 @@ DEFAULT_LIMIT = 4  # deploy/dagster.production.yaml, concurrency.pools.default_l
 def instance_env(postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A new Dagster database, migrated, and the production dagster.yaml as the instance."""
     home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(DEPLOY / "dagster.production.yaml", home / "dagster.yaml")
+    install_instance(home)
     env = {
         "DAGSTER_HOME": str(home),
         "DAGSTER_PG_HOST": "127.0.0.1",
