@@ -54,7 +54,7 @@ import pandera.errors
 import pandera.pandas as pa
 from docs_section import DOCS, write_section
 
-from mlplatform.data.contracts import DUPLICATE_FLAG, IN_PERIOD_FLAG
+from mlplatform.data.contracts import DUPLICATE_FLAG, IN_PERIOD_FLAG, REFERENCE_FLAG
 from mlplatform.data.features import build_features, history_periods
 from mlplatform.data.landing import period_file, reference_file, seed
 from mlplatform.data.sql import sql_string
@@ -115,7 +115,7 @@ def prepare(workdir: Path) -> None:
             f"FROM {DATASET.table(clean_table('flights'))}",
             "weather": "SELECT * REPLACE (time_hour::TIMESTAMPTZ AS time_hour) "
             f"FROM {DATASET.table(clean_table('weather'))} WHERE {PERIOD_COLUMN} = '{MONTH}'",
-            "planes": f"SELECT * FROM {DATASET.table('planes')}",
+            **{table: f"SELECT * FROM {DATASET.table(table)}" for table in ("planes", "airlines", "airports")},
         }
         for name, query in exports.items():
             con.execute(f"COPY ({query}) TO {sql_string(inputs / f'{name}.parquet')} (FORMAT parquet)")
@@ -261,6 +261,11 @@ def pandas_flights_schema() -> pa.DataFrameSchema:
             "time_hour": pa.Column("datetime64[us]"),
             DUPLICATE_FLAG: pa.Column(bool, checks=[pa.Check.eq(False, name="unique_natural_key")]),
             IN_PERIOD_FLAG: pa.Column(bool, checks=[pa.Check.eq(True, name="in_period")]),
+            **{
+                REFERENCE_FLAG.format(column=column): pa.Column(bool, checks=[pa.Check.eq(True, name=check)])
+                for column, (table, key) in FLIGHTS.references.items()
+                for check in [f"references({table}.{key})"]
+            },
         },
         checks=[
             pa.Check(
@@ -299,8 +304,11 @@ def run_pandas(workdir: Path, scaled: Path) -> dict:
     with timed(seconds, "validate"):
         frame[DUPLICATE_FLAG] = duplicate_flags(frame, list(FLIGHTS.natural_key))
         frame[IN_PERIOD_FLAG] = in_period_flags(frame[FLIGHTS.time_column])
+        for column, (table, key) in FLIGHTS.references.items():
+            allowed = pd.read_parquet(inputs / f"{table}.parquet", columns=[key])[key]
+            frame[REFERENCE_FLAG.format(column=column)] = frame[column].isna() | frame[column].isin(allowed)
         failed = failed_checks_by_row(pandas_flights_schema(), frame)
-        frame = frame.drop(columns=[DUPLICATE_FLAG, IN_PERIOD_FLAG])
+        frame = frame.drop(columns=list(FLIGHTS.flags))
         quarantine = frame.loc[failed.index].assign(failed_checks=failed.to_numpy())
         frame = frame.drop(index=failed.index)
         output.mkdir(parents=True, exist_ok=True)
@@ -338,16 +346,13 @@ def failed_checks_by_row(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.
         if cases["index"].isna().any():
             raise  # a failure with no row: the file itself is wrong
         row_check = cases["schema_context"] == "DataFrameSchema"
-        duplicate = (cases["column"] == DUPLICATE_FLAG) & ~row_check
-        in_period = (cases["column"] == IN_PERIOD_FLAG) & ~row_check
-        column = (
-            cases["column"]
-            .mask(row_check, schema.name)
-            .mask(duplicate, "natural_key")
-            .mask(in_period, FLIGHTS.time_column)
-        )
+        column = cases["column"].mask(row_check, schema.name)
+        check = cases["check"]
         # pandera-pandas names an eq check by its value (equal_to(True)): the flags get the platform's names.
-        failed = column + ":" + cases["check"].mask(duplicate, "duplicate").mask(in_period, "in_period")
+        for flag, (flag_column, flag_check) in FLIGHTS.flags.items():
+            is_flag = (cases["column"] == flag) & ~row_check
+            column, check = column.mask(is_flag, flag_column), check.mask(is_flag, flag_check)
+        failed = column + ":" + check
         return failed.groupby(cases["index"]).agg(lambda checks: "; ".join(sorted(set(checks))))
     return pd.Series(dtype=str)
 

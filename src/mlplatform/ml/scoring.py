@@ -46,7 +46,7 @@ def period_features(con: duckdb.DuckDBPyConnection, dataset: Dataset, period: st
     """The period's features, each row with its canary bucket."""
     bucket = canary_bucket_sql(dataset.declaration.features.key)
     query = f"SELECT *, {bucket} AS {CANARY_BUCKET} FROM {dataset.table(FEATURES_TABLE)} WHERE {PERIOD_COLUMN} = ?"
-    frame = pl.from_arrow(con.sql(query, params=[period]).to_arrow_table())
+    frame = pl.from_arrow(con.execute(query, [period]).to_arrow_table())
     if frame.is_empty():
         raise ValueError(f"{dataset.name} features have no rows for {period}: materialize that period first")
     return frame
