@@ -78,7 +78,11 @@ NYC_ORIGINS = ["EWR", "JFK", "LGA"]  # the flights contract's origin: isin
 MONTH = "2013-07"
 HISTORY_MONTHS = DATASET.periods.parse_spec("2013-01..2013-06")
 SOURCE_MONTHS = DATASET.periods.parse_spec("2013-01..2013-12")
-PIPELINES = ("mlplatform", "pandas")
+COMPARED = ("mlplatform", "pandas")
+# DuckDB alone reading the landed file and writing it as one table: the lower bound of any pipeline that
+# persists the month at least once.
+FLOOR = "duckdb"
+PIPELINES = (*COMPARED, FLOOR)
 STAGES = ("raw load", "validate", "features")
 
 TARGET_ROWS_PER_SECOND = 1_000_000
@@ -199,6 +203,14 @@ def run_mlplatform(workdir: Path, scaled: Path, batch_rows: int) -> dict:
     with connect(database) as con:
         fingerprint = duckdb_fingerprint(con)
     return {"seconds": seconds, "quarantined": counts.quarantined, "fingerprint": fingerprint}
+
+
+def run_floor(workdir: Path, scaled: Path) -> dict:
+    """The lower bound: DuckDB reads the landed file and writes it as one table, nothing else."""
+    seconds: dict[str, float] = {}
+    with timed(seconds, "read and write"), connect(workdir / "run" / "floor.duckdb") as con:
+        con.execute(f"CREATE TABLE landed AS SELECT * FROM read_parquet({sql_string(scaled)})")
+    return {"seconds": seconds}
 
 
 def duckdb_fingerprint(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
@@ -527,8 +539,9 @@ def results_table(rows: int, results: dict[str, dict]) -> str:
         *((name, lambda r, n=name: number(r["fingerprint"][n])) for name in FINGERPRINT),
     ]
     lines = ["| | mlplatform (DuckDB + pandera-polars) | pandas + pandera-pandas |", "|---|---:|---:|"]
+    compared = [results[name] for name in COMPARED]
     for label, figure in figures:
-        values = [figure(r) if "error" not in r or label == "rows" else "-" for r in results.values()]
+        values = [figure(r) if "error" not in r or label == "rows" else "-" for r in compared]
         lines.append(f"| {label} | {' | '.join(values)} |")
     lines += [
         f"\n{name} did not finish: {r['error']} (peak RSS until then at least {r['peak_rss_mb']:,.0f} MB)."
@@ -564,6 +577,14 @@ def comparison(results: dict[str, dict]) -> list[str]:
             f"- Outputs {'match' if outputs_match(platform_result, pandas_result) else 'DIFFER'}: quarantined rows "
             "and the features' fingerprint (row, label, cancellation and weather counts, sums of plane age, "
             "days to holiday and every rate)."
+        )
+    floor = results[FLOOR]
+    if "error" not in platform_result and "error" not in floor:
+        lines.append(
+            f"- Lower bound, DuckDB alone reading the landed file and writing one table: "
+            f"{floor['seconds']['total']:.1f} s ({floor['rows_per_second']:,.0f} rows/s, peak RSS "
+            f"{floor['peak_rss_mb']:,.0f} MB); mlplatform takes "
+            f"{platform_result['seconds']['total'] / floor['seconds']['total']:.1f}x that time."
         )
     return lines
 
@@ -624,6 +645,9 @@ loaded beforehand (not timed).
   flagged as the platform flags them), valid and invalid rows split on the failure cases' index and written to
   Parquet -> the same features in pandas (weather, planes and rate merges, holidays, labels) written to Parquet.
 
+- **lower bound**: DuckDB alone, `CREATE TABLE ... AS SELECT * FROM read_parquet(<the landed file>)` into a
+  new DuckDB file with the same `memory_limit`: what any pipeline that persists the month once must pay.
+
 Each pipeline runs in a fresh subprocess. Peak RSS is that process's `VmHWM`, imports included (`ru_maxrss`
 would carry over the parent's peak through fork and exec). Stage times are wall seconds; rows/s is rows /
 total. CPU time over total time shows how many of the cores a pipeline kept busy; the CPU time other processes
@@ -666,6 +690,8 @@ def child(args: argparse.Namespace) -> None:
     scaled = args.workdir / "scaled" / f"flights-{MONTH}-{args.rows}.parquet"
     if args.child == "mlplatform":
         result = run_mlplatform(args.workdir, scaled, args.batch_rows)
+    elif args.child == FLOOR:
+        result = run_floor(args.workdir, scaled)
     else:
         result = run_pandas(args.workdir, scaled)
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -6,8 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from mlplatform.data.sql import sql_string
+from mlplatform.datasets import get_dataset
+from mlplatform.datasets.dataset import in_period_sql, period_sql
 from mlplatform.datasets.periods import CRON, PeriodError, Periods
 from mlplatform.settings import Paths
 
@@ -192,3 +196,35 @@ def test_paths_default_to_data_in_the_working_folder(monkeypatch, tmp_path):
     monkeypatch.delenv("MLPLATFORM_DATA_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     assert Paths.from_env().data_dir == Path(tmp_path / "data").resolve()
+
+
+@pytest.mark.parametrize("key", [f"2013-{month:02d}" for month in range(1, 13)])
+def test_in_period_range_agrees_with_cutting_each_timestamp_in_its_zone(key):
+    """Validation checks a row's period with a range on the stored UTC value; it must tell exactly what cutting
+    the value in the source's zone (New York: DST starts 2013-03-10, ends 2013-11-03) tells, to the minute."""
+    flights = get_dataset("flights")
+    with duckdb.connect() as con:
+        con.execute(
+            "CREATE TABLE t AS SELECT unnest(range(TIMESTAMP '2012-12-31', TIMESTAMP '2014-01-02', "
+            "INTERVAL 1 MINUTE)) AS time_hour UNION ALL SELECT NULL"
+        )
+        cut = f"{period_sql(flights, 'flights', 'time_hour')} = {sql_string(key)}"
+        ranged = in_period_sql(flights, "flights", "time_hour", key)
+        inside, disagree = con.execute(
+            f"SELECT count(*) FILTER ({cut}), count(*) FILTER (({cut}) IS DISTINCT FROM ({ranged})) FROM t"
+        ).fetchall()[0]
+    days = (MONTHLY.end(key) - MONTHLY.parse(key)).days
+    assert inside == days * 24 * 60 + {"2013-03": -60, "2013-11": 60}.get(key, 0)
+    assert disagree == 0
+
+
+def test_in_period_of_a_year_column_compares_the_year():
+    employment = get_dataset("employment")
+    source = next(iter(employment.declaration.landing.sources))
+    column = employment.declaration.landing.sources[source].time_column
+    with duckdb.connect() as con:
+        years = con.execute(
+            f"SELECT list({column} ORDER BY {column}) FROM (SELECT unnest([2015, 2016, NULL]) AS {column}) "
+            f"WHERE {in_period_sql(employment, source, column, '2016')}"
+        ).fetchall()[0][0]
+    assert years == [2016]

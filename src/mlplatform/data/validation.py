@@ -24,7 +24,14 @@ from mlplatform.data.warehouse import (
     partition_row_count,
     transaction,
 )
-from mlplatform.datasets.dataset import PERIOD_COLUMN, Dataset, clean_table, period_sql, quarantine_table, raw_table
+from mlplatform.datasets.dataset import (
+    PERIOD_COLUMN,
+    Dataset,
+    clean_table,
+    in_period_sql,
+    quarantine_table,
+    raw_table,
+)
 
 # Only failing rows come back from a batch, so 1M-row batches keep a 10M-row period at 1.4-1.6 GB peak
 # (docs/benchmarks.md).
@@ -62,7 +69,7 @@ def split_partition(
     raw, clean, quarantine = (dataset.table(name(contract.name)) for name in (raw_table, clean_table, quarantine_table))
     in_period = f"{PERIOD_COLUMN} = $period"
     readable = f"{in_period} AND {LOAD_FAILURES_COLUMN} IS NULL"
-    in_range = f"{period_sql(dataset, contract.name, 't.' + identifier(contract.time_column))} = $period"
+    in_range = in_period_sql(dataset, contract.name, "t." + identifier(contract.time_column), period)
     columns = ", ".join(identifier(name) for name in contract.columns)
     lineage = f"{PERIOD_COLUMN}, {SOURCE_COLUMN}"
     into_quarantine = f"{quarantine} ({columns}, {lineage}, {FAILED_CHECKS_COLUMN}, {LINE_COLUMN}, {FAILURES_COLUMN})"
