@@ -4,14 +4,15 @@ its state (settings.Paths)."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from mlplatform.data.sql import sql_string
-from mlplatform.datasets import get_dataset
-from mlplatform.datasets.dataset import in_period_sql, period_sql
+from mlplatform.datasets import get_dataset, load_dataset
+from mlplatform.datasets.dataset import CONTRACT_FILE, in_period_sql, period_sql
 from mlplatform.datasets.periods import CRON, PeriodError, Periods
 from mlplatform.settings import Paths
 
@@ -228,3 +229,23 @@ def test_in_period_of_a_year_column_compares_the_year():
             f"WHERE {in_period_sql(employment, source, column, '2016')}"
         ).fetchall()[0][0]
     assert years == [2016]
+
+
+def test_in_period_of_a_date_column_agrees_with_its_period_key(tmp_path):
+    folder = tmp_path / "flights"
+    shutil.copytree(get_dataset("flights").folder, folder, ignore=shutil.ignore_patterns("seed"))
+    contract = folder / CONTRACT_FILE
+    contract.write_text(contract.read_text().replace("time_hour: {type: TIMESTAMP}", "time_hour: {type: DATE}", 1))
+    dated = load_dataset(folder)
+    with duckdb.connect() as con:
+        con.execute(
+            "CREATE TABLE t AS SELECT unnest(range(DATE '2012-12-25', DATE '2014-01-08', INTERVAL 1 DAY))::DATE "
+            "AS time_hour UNION ALL SELECT NULL"
+        )
+        for key in ("2013-02", "2013-12"):
+            cut = f"{period_sql(dated, 'flights', 'time_hour')} = {sql_string(key)}"
+            ranged = in_period_sql(dated, "flights", "time_hour", key)
+            inside, disagree = con.execute(
+                f"SELECT count(*) FILTER ({ranged}), count(*) FILTER (({cut}) IS DISTINCT FROM ({ranged})) FROM t"
+            ).fetchall()[0]
+            assert (inside, disagree) == ({"2013-02": 28, "2013-12": 31}[key], 0)
