@@ -48,8 +48,8 @@ materialize: install $(DAGSTER_HOME)/dagster.yaml
 run: install seed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
-# Two pytest workers, each taking whole test files (a module's fixtures stay in one process): on 2 cores the
-# suite took 972 s against 1151-1423 s serially. `make test TEST_WORKERS=0` runs it in one process.
+# Two pytest workers, each taking whole test files (a module's fixtures stay in one process): on 2 cores, one
+# fresh clone, 1114 s of pytest against 1300 s serially. `make test TEST_WORKERS=0` runs it in one process.
 TEST_WORKERS ?= 2
 test: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term-missing
