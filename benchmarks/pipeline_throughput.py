@@ -274,9 +274,10 @@ def pandas_flights_schema() -> pa.DataFrameSchema:
             DUPLICATE_FLAG: pa.Column(bool, checks=[pa.Check.eq(False, name="unique_natural_key")]),
             IN_PERIOD_FLAG: pa.Column(bool, checks=[pa.Check.eq(True, name="in_period")]),
             **{
-                REFERENCE_FLAG.format(column=column): pa.Column(bool, checks=[pa.Check.eq(True, name=check)])
+                REFERENCE_FLAG.format(column=column): pa.Column(
+                    bool, checks=[pa.Check.eq(True, name=f"references({table}.{key})")]
+                )
                 for column, (table, key) in FLIGHTS.references.items()
-                for check in [f"references({table}.{key})"]
             },
         },
         checks=[

@@ -125,18 +125,15 @@ def in_period_sql(dataset: Dataset, source: str, value_sql: str, period: str) ->
     takes nothing."""
     spec = dataset.declaration.landing.sources[source]
     sql_type = dataset.contracts[source].sql_types[spec.time_column]
-    start, end = dataset.periods.parse(period), dataset.periods.end(period)
-    if sql_type == "TIMESTAMP":
-        zone = sql_string(spec.timezone or "UTC")
-
-        def bound(day: dt.date) -> str:  # the period's first instant in its zone, as stored (UTC)
-            return f"timezone('UTC', timezone({zone}, TIMESTAMP '{day}'))"
-    elif sql_type == "DATE":
-
-        def bound(day: dt.date) -> str:
-            return f"DATE '{day}'"
-    else:
+    if sql_type not in ("TIMESTAMP", "DATE"):
         return f"{period_sql(dataset, source, value_sql)} = {sql_string(period)}"
+
+    def bound(day: dt.date) -> str:  # the period's first instant in its zone, as stored (UTC)
+        if sql_type == "DATE":
+            return f"DATE '{day}'"
+        return f"timezone('UTC', timezone({sql_string(spec.timezone or 'UTC')}, TIMESTAMP '{day}'))"
+
+    start, end = dataset.periods.parse(period), dataset.periods.end(period)
     return f"({value_sql} >= {bound(start)} AND {value_sql} < {bound(end)})"
 
 
