@@ -97,3 +97,16 @@ def test_every_row_is_scored_by_its_models_champion(everything, dataset, model, 
         f"WHERE model = '{model}' AND rolled_back_at IS NULL) FROM {dataset}.predictions",
     )
     assert scored == rows and versions == [champion]
+
+
+@pytest.mark.parametrize(("dataset", "periods"), [("flights", 12), ("employment", 4)])
+def test_the_periods_are_scored_in_one_run_each_with_its_own_version(everything, dataset, periods):
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        records = instance.fetch_materializations(dg.AssetKey([dataset, "predictions"]), limit=100).records
+    rows = dict(_count(everything, f"SELECT period, count(*) FROM {dataset}.predictions GROUP BY 1"))
+    recorded = {record.partition_key: record.asset_materialization.metadata for record in records}
+    assert {period: metadata["dagster/row_count"].value for period, metadata in recorded.items()} == rows
+    assert len(rows) == periods and len({record.run_id for record in records}) == 1
+    assert len({metadata["dvc/md5"].value for metadata in recorded.values()}) == periods

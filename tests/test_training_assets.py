@@ -26,6 +26,7 @@ from mlplatform.orchestration.assets.serving import TRIGGER_TAG
 from mlplatform.orchestration.component import dataset_definitions
 from mlplatform.orchestration.jobs import TRAINING_TAG
 from mlplatform.orchestration.resources import resources_for
+from mlplatform.orchestration.sensors.retraining import period_signals
 
 ROOT = Path(__file__).parents[1]
 SMALL_MODEL = {"hidden": [32], "max_epochs": 2, "batch_size": 256, "learning_rate": 0.003}
@@ -238,6 +239,52 @@ def test_lifecycle_promote_refuse_shadow_score_and_roll_back(three_periods, caps
     assert main(["models", "--dataset", "flights"]) == 0
     listing = capsys.readouterr().out
     assert f"{second:<37} 2013-03" in listing and listing.count("*") == 1 and "failed" in listing
+
+
+def test_periods_run_together_are_scored_and_monitored_each_on_its_own(three_periods):
+    """A range of periods in one run (what a backfill or the first champion's waiting periods get): every asset
+    downstream of the champion records each period's own figures, and the retrain sensor reads them per period."""
+    _materialize()  # a champion held out on 2013-03, trained on 2013-01..02
+    downstream = ["predictions", "rollout", "feature_drift", "prediction_drift", "model_performance"]
+    span = {"dagster/asset_partition_range_start": "2013-01", "dagster/asset_partition_range_end": "2013-03"}
+    result = _materialize(run_config=None, names=downstream, tags=span)
+
+    def by_period(name):
+        events = result.asset_materializations_for_node(f"flights__{name}")
+        return {event.partition: event.metadata for event in events if event.asset_key.path[-1] == name}
+
+    predictions = by_period("predictions")
+    rows = {period: metadata["dagster/row_count"].value for period, metadata in predictions.items()}
+    assert rows == {"2013-01": 27_004, "2013-02": 24_951, "2013-03": 28_834}
+    with _warehouse(three_periods) as con:
+        assert dict(con.execute("SELECT period, count(*) FROM flights.predictions GROUP BY 1").fetchall()) == rows
+    versions = [metadata["dvc/md5"].value for metadata in predictions.values()]
+    inputs = {period: set(metadata["dvc/inputs"].value) for period, metadata in predictions.items()}
+    assert len(set(versions)) == 3 and inputs == {p: {f"flights/features[{p}]", "champion_model"} for p in rows}
+
+    performance = by_period("model_performance")
+    held_out = performance["2013-03"]["holdout_roc_auc"].value
+    assert performance["2013-03"]["roc_auc"].value == pytest.approx(held_out, abs=1e-4)
+    assert all(performance[period]["roc_auc"].value > held_out for period in ("2013-01", "2013-02"))  # learnt on
+    drift = by_period("feature_drift")
+    assert {period: metadata["champion_target_period"].value for period, metadata in drift.items()} == dict.fromkeys(
+        rows, "2013-03"
+    )
+    assert set(by_period("prediction_drift")) == set(rows)
+    assert {metadata["decision"].value for metadata in by_period("rollout").values()} == {"no rollout"}
+
+    # One check result per asset for the run, naming the periods it covers.
+    checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
+    drifted = [period for period, metadata in drift.items() if metadata["dataset_drift"].value]
+    assert checks["no_dataset_drift"].metadata["failed_periods"].value == drifted
+    assert checks["no_dataset_drift"].passed == (not drifted)
+    tolerance = checks["within_auc_tolerance"]
+    assert tolerance.passed and all(f"{period}: ROC AUC" in tolerance.description for period in rows)
+
+    with dg.DagsterInstance.get() as instance:
+        signals = period_signals(instance, get_dataset("flights"), "2013-02")
+    assert signals.auc_drop == pytest.approx(held_out - performance["2013-02"]["roc_auc"].value)
+    assert signals.drifted_share == drift["2013-02"]["drifted_share"].value
 
 
 def test_scoring_needs_a_champion(three_periods):

@@ -547,13 +547,15 @@ def _materialize(args: argparse.Namespace) -> int:
                 continue
             if _run(defs, instance, names.training):
                 return 1
-            if any(_run(defs, instance, names.scoring, period) for period in periods):
+            # The periods are scored in one run per range of consecutive ones: one model load, one run's start-up.
+            if any(_run(defs, instance, names.scoring, *span) for span in dataset.periods.ranges(periods)):
                 return 1
     return 0
 
 
-def _run(defs, instance, job_name: str, partition: str | None = None) -> bool:
-    """Run one job (one partition of it) in this process, tagged with it; whether it failed, after saying so.
+def _run(defs, instance, job_name: str, partition: str | None = None, last: str | None = None) -> bool:
+    """Run one job (one partition of it, or the range ``partition``..``last``) in this process, tagged with it;
+    whether it failed, after saying so.
 
     Runs a killed process left behind are reclaimed first: otherwise they would hold their pool slots forever."""
     from mlplatform.orchestration.dead_runs import in_process_run_tags, reclaim_dead_runs
@@ -561,10 +563,15 @@ def _run(defs, instance, job_name: str, partition: str | None = None) -> bool:
     for dead in reclaim_dead_runs(instance):
         where = f" [{dead.tags['dagster/partition']}]" if "dagster/partition" in dead.tags else ""
         print(f"{dead.job_name}{where}: run {dead.run_id} lost its process; marked failed, its pool slots freed")
+    span = {"dagster/asset_partition_range_start": partition, "dagster/asset_partition_range_end": last}
+    ranged = last is not None and last != partition
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, partition_key=partition, raise_on_error=False, tags=in_process_run_tags()
+        instance=instance,
+        partition_key=None if ranged else partition,
+        raise_on_error=False,
+        tags={**in_process_run_tags(), **(span if ranged else {})},
     )
-    label = f"{job_name}{f' [{partition}]' if partition else ''}"
+    label = f"{job_name}{f' [{partition}..{last}]' if ranged else f' [{partition}]' if partition else ''}"
     if result.success:
         print(f"{label}: run {result.run_id} succeeded")
         return False

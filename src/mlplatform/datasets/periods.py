@@ -86,6 +86,16 @@ class Periods:
         """The ``count`` periods right before ``key``, oldest first."""
         return [self.shift(key, -offset) for offset in range(count, 0, -1)]
 
+    def ranges(self, keys: list[str]) -> list[tuple[str, str]]:
+        """``keys`` as the fewest ranges of consecutive periods, oldest first, each as (first, last)."""
+        ranges: list[tuple[str, str]] = []
+        for key in sorted(set(keys), key=self.index):
+            if ranges and self.index(key) == self.index(ranges[-1][1]) + 1:
+                ranges[-1] = (ranges[-1][0], key)
+            else:
+                ranges.append((key, key))
+        return ranges
+
     def parse_spec(self, spec: str) -> list[str]:
         """``2013-01..2013-06`` -> six months; ``2016`` -> one year."""
         first, sep, last = spec.partition("..")

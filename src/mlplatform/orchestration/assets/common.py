@@ -26,6 +26,10 @@ DUCKDB_POOL = "duckdb"
 DVC_POOL = "dvc"
 POOLS = (DUCKDB_POOL, DVC_POOL)  # every pool an asset takes: `mlplatform pools` creates them before any run
 STAGE_TAG = "mlplatform/stage"  # ingestion, validation, features, training, serving or monitoring
+# The assets downstream of the champion score and monitor each period on its own data, so the periods waiting at
+# once (every landed period when the first champion arrives, a backfill) run as one run over their range: one run
+# worker's start-up and one model load instead of one per period. Each period keeps its own metadata.
+ONE_RUN_PER_RANGE = dg.BackfillPolicy.single_run()
 
 
 def asset_key(dataset: Dataset, name: str) -> dg.AssetKey:
@@ -59,6 +63,34 @@ def follow_new_periods(dataset: Dataset) -> dg.AutomationCondition:
         .ignore(dg.AssetSelection.assets(asset_key(dataset, "champion_model")))
         & ~dg.AutomationCondition.any_deps_missing()
     ).with_label("each new period, once a champion exists")
+
+
+def run_periods(context: dg.AssetExecutionContext) -> Iterator[str]:
+    """The periods this step materializes, oldest first (one, or a range run as one), each named in the log lines
+    written while it is worked on."""
+    for period in context.partition_keys:
+        with structlog.contextvars.bound_contextvars(partition=period):
+            yield period
+
+
+def periods_check(
+    check_name: str, outcomes: dict[str, tuple[bool, str]], metadata: dict[str, object] | None = None
+) -> dg.AssetCheckResult:
+    """A step's one WARN check result over its periods (``outcomes``: each period's pass and why): it passes when
+    every period passes, and says why for each period that failed (for each period when none did)."""
+    failed = [period for period, (passed, _) in outcomes.items() if not passed]
+    if len(outcomes) == 1:
+        [(passed, description)] = outcomes.values()
+    else:
+        passed = not failed
+        description = "; ".join(f"{period}: {outcomes[period][1]}" for period in failed or outcomes)
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata={"failed_periods": dg.MetadataValue.json(failed), **(metadata or {})},
+    )
 
 
 @contextmanager

@@ -18,12 +18,15 @@ from mlplatform.ml.scoring import CHAMPION_SCORE
 from mlplatform.monitoring import champion as monitoring
 from mlplatform.orchestration.assets.common import (
     DUCKDB_POOL,
+    ONE_RUN_PER_RANGE,
     asset_key,
     common,
     current_champion,
     follow_new_periods,
     partitions,
+    periods_check,
     run_logger,
+    run_periods,
 )
 from mlplatform.orchestration.assets.serving import CHAMPION
 from mlplatform.orchestration.config import run_config, section_schema, with_overrides
@@ -41,12 +44,14 @@ def monitoring_assets(dataset: Dataset) -> list[dg.AssetsDefinition]:
 
 
 def _monitoring_asset(dataset: Dataset, name: str, deps: list[str], description: str, **kwargs):
-    """What every monitoring asset shares: per period, a warehouse reader in the duckdb pool, following new data."""
+    """What every monitoring asset shares: per period (a range of them in one run), a warehouse reader in the duckdb
+    pool, following new data."""
     return dg.asset(
         key=asset_key(dataset, name),
         kinds={"duckdb"},
         pool=DUCKDB_POOL,
         partitions_def=partitions(dataset),
+        backfill_policy=ONE_RUN_PER_RANGE,
         deps=[asset_key(dataset, dep) for dep in deps],
         automation_condition=follow_new_periods(dataset),
         description=description,
@@ -73,57 +78,63 @@ def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
         ],
     )
     def feature_drift(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: DVCResource):
-        period = context.partition_key
         config = with_overrides(declared, run_config(context))
+        outcomes, drifted = {}, {}
         with duckdb.get_connection() as con, run_logger(context) as log:
             champion, folder = _champion_artifact(con, dataset, dvc)
             profiles = monitoring.load_reference_profiles(folder)
-            rows = f"SELECT * FROM {dataset.table(FEATURES_TABLE)} WHERE {PERIOD_COLUMN} = {sql_string(period)}"
-            report = monitoring.feature_drift(con, profiles, rows, config.drift_share)
             target = registry.get_version(con, dataset.model.name, champion.version).target_period
             importance = _feature_importance(folder)
-            risk = monitoring.risk_by_feature(report, importance)
-            # What the risk policy decides on; absent for a champion trained before importance was measured.
-            at_risk = {"auc_at_risk": float(sum(risk.values()))} if importance else {}
-            log.info("feature drift", dataset_drift=report.dataset_drift, drifted=report.drifted_columns, **at_risk)
-        table = pl.DataFrame(report.to_rows()).select(
-            "column", "test", "statistic", "threshold", "drifted", "psi", "status", "current_null_share"
-        )
-        if importance:
-            table = table.with_columns(
-                importance=pl.col("column").replace_strict(importance, default=None, return_dtype=pl.Float64),
-                auc_at_risk=pl.col("column").replace_strict(risk, default=None, return_dtype=pl.Float64),
-            )
-        tested = [column for column in report.columns if column.statistic is not None]
-        yield dg.MaterializeResult(
-            metadata={
-                "dataset_drift": report.dataset_drift,
-                "drifted_share": report.drifted_share,
-                "drifted_features": dg.MetadataValue.json(report.drifted_columns),
-                "champion_version": champion.version,
-                "champion_target_period": target,
-                **at_risk,
-                "features": dg.MetadataValue.md(markdown_table(table.with_columns(pl.selectors.float().round(4)))),
-                "drift_chart": dg.MetadataValue.md(
-                    bar_chart(
-                        [f"{c.column} ({c.test})" for c in tested],
-                        [c.statistic for c in tested],
-                        "Drift score by feature (red: drifted)",
-                        "statistic (distance, or p-value for small references)",
-                        highlighted=[c.drifted for c in tested],
-                    )
-                ),
-            }
-        )
-        yield dg.AssetCheckResult(
-            check_name=NO_DATASET_DRIFT,
-            passed=not report.dataset_drift,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"{report.drifted_share:.0%} of features drifted (dataset drift from {config.drift_share:.0%})",
-            metadata={"drifted_features": dg.MetadataValue.json(report.drifted_columns)},
-        )
+            for period in run_periods(context):
+                rows = f"SELECT * FROM {dataset.table(FEATURES_TABLE)} WHERE {PERIOD_COLUMN} = {sql_string(period)}"
+                report = monitoring.feature_drift(con, profiles, rows, config.drift_share)
+                risk = monitoring.risk_by_feature(report, importance)
+                # What the risk policy decides on; absent for a champion trained before importance was measured.
+                at_risk = {"auc_at_risk": float(sum(risk.values()))} if importance else {}
+                log.info("feature drift", dataset_drift=report.dataset_drift, drifted=report.drifted_columns, **at_risk)
+                identity = {"champion_version": champion.version, "champion_target_period": target}
+                context.add_asset_metadata(
+                    {**_drift_metadata(report, importance, risk), **identity, **at_risk}, partition_key=period
+                )
+                drifted[period] = report.drifted_columns
+                outcomes[period] = (
+                    not report.dataset_drift,
+                    f"{report.drifted_share:.0%} of features drifted (dataset drift from {config.drift_share:.0%})",
+                )
+        yield dg.MaterializeResult()
+        features = drifted[period] if len(drifted) == 1 else drifted
+        yield periods_check(NO_DATASET_DRIFT, outcomes, {"drifted_features": dg.MetadataValue.json(features)})
 
     return feature_drift
+
+
+def _drift_metadata(report, importance: dict[str, float], risk: dict[str, float]) -> dict[str, object]:
+    """A period's feature drift as metadata: the verdict, each feature's test, PSI and share of the AUC at risk as
+    a table, and the drift scores as a chart."""
+    table = pl.DataFrame(report.to_rows()).select(
+        "column", "test", "statistic", "threshold", "drifted", "psi", "status", "current_null_share"
+    )
+    if importance:
+        table = table.with_columns(
+            importance=pl.col("column").replace_strict(importance, default=None, return_dtype=pl.Float64),
+            auc_at_risk=pl.col("column").replace_strict(risk, default=None, return_dtype=pl.Float64),
+        )
+    tested = [column for column in report.columns if column.statistic is not None]
+    return {
+        "dataset_drift": report.dataset_drift,
+        "drifted_share": report.drifted_share,
+        "drifted_features": dg.MetadataValue.json(report.drifted_columns),
+        "features": dg.MetadataValue.md(markdown_table(table.with_columns(pl.selectors.float().round(4)))),
+        "drift_chart": dg.MetadataValue.md(
+            bar_chart(
+                [f"{c.column} ({c.test})" for c in tested],
+                [c.statistic for c in tested],
+                "Drift score by feature (red: drifted)",
+                "statistic (distance, or p-value for small references)",
+                highlighted=[c.drifted for c in tested],
+            )
+        ),
+    }
 
 
 def prediction_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
@@ -135,26 +146,28 @@ def prediction_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
         "period: a shift here shows before labels arrive.",
     )
     def prediction_drift(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: DVCResource):
-        period = context.partition_key
         with duckdb.get_connection() as con, run_logger(context) as log:
             champion, folder = _champion_artifact(con, dataset, dvc)
             profiles = monitoring.load_reference_profiles(folder)
-            # Named as the profile names the champion's held-out scores.
-            column = f"{CHAMPION_SCORE} AS {monitoring.SCORE_COLUMN}"
-            scores = _champion_predictions(con, dataset, period, champion.version, column)
-            result = monitoring.prediction_drift(con, profiles, scores)
-            mean = con.execute(f"SELECT avg({monitoring.SCORE_COLUMN}) FROM ({scores})").fetchall()[0][0]
-            log.info("prediction drift", drifted=result.drifted, statistic=result.statistic)
-        return dg.MaterializeResult(
-            metadata={
-                "drifted": result.drifted,
-                "test": result.test or result.status,
-                "statistic": result.statistic if result.statistic is not None else float("nan"),
-                "psi": result.psi if result.psi is not None else float("nan"),
-                "mean_probability": mean,
-                "champion_version": champion.version,
-            }
-        )
+            for period in run_periods(context):
+                # Named as the profile names the champion's held-out scores.
+                column = f"{CHAMPION_SCORE} AS {monitoring.SCORE_COLUMN}"
+                scores = _champion_predictions(con, dataset, period, champion.version, column)
+                result = monitoring.prediction_drift(con, profiles, scores)
+                mean = con.execute(f"SELECT avg({monitoring.SCORE_COLUMN}) FROM ({scores})").fetchall()[0][0]
+                log.info("prediction drift", drifted=result.drifted, statistic=result.statistic)
+                context.add_asset_metadata(
+                    {
+                        "drifted": result.drifted,
+                        "test": result.test or result.status,
+                        "statistic": result.statistic if result.statistic is not None else float("nan"),
+                        "psi": result.psi if result.psi is not None else float("nan"),
+                        "mean_probability": mean,
+                        "champion_version": champion.version,
+                    },
+                    partition_key=period,
+                )
+        return dg.MaterializeResult()
 
     return prediction_drift
 
@@ -180,46 +193,45 @@ def performance_asset(dataset: Dataset) -> dg.AssetsDefinition:
         ],
     )
     def model_performance(context: dg.AssetExecutionContext, duckdb: Warehouse):
-        period = context.partition_key
         config = with_overrides(declared, run_config(context))
+        outcomes = {}
         with duckdb.get_connection() as con, run_logger(context) as log:
             champion = current_champion(con, dataset)
             evaluated = registry.get_version(con, dataset.model.name, champion.version)
-            columns = f"{identifier(label)}, {CHAMPION_SCORE}"
-            query = _champion_predictions(con, dataset, period, champion.version, columns)
-            labelled = pl.from_arrow(
-                con.sql(f"SELECT * FROM ({query}) WHERE {identifier(label)} IS NOT NULL").to_arrow_table()
-            )
-        holdout_auc = evaluated.metrics["roc_auc"]
-        result = monitoring.performance(
-            labelled[label].cast(pl.Int8).to_numpy(),
-            labelled[CHAMPION_SCORE].to_numpy(),
-            holdout_auc,
-            config.max_auc_drop,
-        )
-        identity = {"champion_version": champion.version, "champion_target_period": evaluated.target_period}
-        if result is None:
-            yield dg.MaterializeResult(metadata={"labels": "not yet", **identity})
-            yield dg.AssetCheckResult(check_name=WITHIN_AUC_TOLERANCE, passed=True, description="no labels yet")
-            return
-        log.info("model performance", **result.metrics, auc_drop=result.auc_drop)
-        yield dg.MaterializeResult(
-            metadata={
-                **result.metrics,
-                "holdout_roc_auc": holdout_auc,
-                "auc_drop": result.auc_drop,
-                "degraded": result.degraded,
-                "labelled_rows": labelled.height,
-                **identity,
-            }
-        )
-        yield dg.AssetCheckResult(
-            check_name=WITHIN_AUC_TOLERANCE,
-            passed=not result.degraded,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"ROC AUC {result.metrics['roc_auc']:.4f} against held-out {holdout_auc:.4f} "
-            f"(tolerance {config.max_auc_drop:.3f})",
-        )
+            holdout_auc = evaluated.metrics["roc_auc"]
+            identity = {"champion_version": champion.version, "champion_target_period": evaluated.target_period}
+            for period in run_periods(context):
+                columns = f"{identifier(label)}, {CHAMPION_SCORE}"
+                query = _champion_predictions(con, dataset, period, champion.version, columns)
+                labelled = pl.from_arrow(
+                    con.sql(f"SELECT * FROM ({query}) WHERE {identifier(label)} IS NOT NULL").to_arrow_table()
+                )
+                result = monitoring.performance(
+                    labelled[label].cast(pl.Int8).to_numpy(),
+                    labelled[CHAMPION_SCORE].to_numpy(),
+                    holdout_auc,
+                    config.max_auc_drop,
+                )
+                if result is None:
+                    context.add_asset_metadata({"labels": "not yet", **identity}, partition_key=period)
+                    outcomes[period] = (True, "no labels yet")
+                    continue
+                log.info("model performance", **result.metrics, auc_drop=result.auc_drop)
+                metadata = {
+                    **result.metrics,
+                    "holdout_roc_auc": holdout_auc,
+                    "auc_drop": result.auc_drop,
+                    "degraded": result.degraded,
+                    "labelled_rows": labelled.height,
+                }
+                context.add_asset_metadata({**metadata, **identity}, partition_key=period)
+                outcomes[period] = (
+                    not result.degraded,
+                    f"ROC AUC {result.metrics['roc_auc']:.4f} against held-out {holdout_auc:.4f} "
+                    f"(tolerance {config.max_auc_drop:.3f})",
+                )
+        yield dg.MaterializeResult()
+        yield periods_check(WITHIN_AUC_TOLERANCE, outcomes)
 
     return model_performance
 

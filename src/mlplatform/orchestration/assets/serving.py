@@ -23,6 +23,7 @@ from mlplatform.ml.scoring import (
 )
 from mlplatform.orchestration.assets.common import (
     DUCKDB_POOL,
+    ONE_RUN_PER_RANGE,
     asset_key,
     common,
     current_champion,
@@ -30,6 +31,7 @@ from mlplatform.orchestration.assets.common import (
     partitions,
     recorded_md5s,
     run_logger,
+    run_periods,
     table_metadata,
     versioned,
 )
@@ -150,6 +152,7 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
         kinds={"pytorch", "duckdb"},
         pool=DUCKDB_POOL,
         partitions_def=partitions(dataset),
+        backfill_policy=ONE_RUN_PER_RANGE,
         deps=[features_key, asset_key(dataset, CHAMPION)],
         automation_condition=follow_new_periods(dataset),
         description="Every row of the period served by the champion, or, during a rollout, by the canary when the "
@@ -157,13 +160,14 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
         "(model_version, probability) and the champion's probability (champion_probability, in the canary's "
         "shadow on its rows). When the registry holds a newer version than the champion (a challenger), its scores "
         "are kept beside, and on a period with labels both are compared with a paired bootstrap interval on ROC "
-        "AUC (an offline A/B test). Versioned with DVC; each new period of features is scored automatically.",
+        "AUC (an offline A/B test). Versioned with DVC per period; each new period of features is scored "
+        "automatically, and periods waiting together (a backfill, those landed before the first champion) in one run.",
         **common(dataset, "serving"),
     )
     def predictions(context: dg.AssetExecutionContext, duckdb: Warehouse, dvc: DVCResource):
         from mlplatform.ml.model import load_model  # PyTorch, only in the steps that load a model
 
-        period, repo = context.partition_key, dvc.repo()
+        repo, data_versions = dvc.repo(), []
         with duckdb.get_connection() as con, run_logger(context) as log:
             champion = current_champion(con, dataset)
             challenger = registry.challenger(con, model_name)
@@ -171,40 +175,45 @@ def predictions_asset(dataset: Dataset) -> dg.AssetsDefinition:
             canary = Canary(serving.version, serving.share) if serving else None
             named = {champion.version, challenger.version if challenger else None, canary and canary.version}
             models = {v: load_model(artifact_folder(repo, v)) for v in named - {None}}
-            scored = score_period(
-                dataset,
-                period_features(con, dataset, period),
-                models,
-                champion.version,
-                challenger.version if challenger else None,
-                canary,
-            )
-            rows = replace_predictions(con, dataset, period, scored)
-            version, data_version = versioned(con, dvc, dataset, PREDICTIONS_TABLE, period)
-            comparison = _shadow_comparison(scored, label)
-            canary_rows = scored.filter(pl.col("model_version") != champion.version).height
-            log.info("period scored", rows=rows, champion=champion.version, canary_rows=canary_rows, **comparison)
-            return dg.MaterializeResult(
-                data_version=data_version,
-                metadata={
-                    **table_metadata(con, dataset.table(PREDICTIONS_TABLE), period),
-                    **version,
-                    "model_version": champion.version,
-                    "challenger_version": challenger.version if challenger else "none",
-                    "canary_version": canary.version if canary else "none",
-                    "canary_share": canary.share if canary else 0.0,
-                    "canary_rows": canary_rows,
-                    "mean_probability": float(scored[SERVED_SCORE].mean()),
-                    **{f"shadow/{name}": value for name, value in comparison.items()},
-                    "dvc/inputs": dg.MetadataValue.json(
-                        {
-                            **recorded_md5s(context.instance, features_key, [period]),
-                            CHAMPION: champion.version,
-                            **({"canary": canary.version} if canary else {}),
-                        }
-                    ),
-                },
-            )
+            for period in run_periods(context):
+                scored = score_period(
+                    dataset,
+                    period_features(con, dataset, period),
+                    models,
+                    champion.version,
+                    challenger.version if challenger else None,
+                    canary,
+                )
+                rows = replace_predictions(con, dataset, period, scored)
+                version, data_version = versioned(con, dvc, dataset, PREDICTIONS_TABLE, period)
+                data_versions.append(data_version)
+                comparison = _shadow_comparison(scored, label)
+                canary_rows = scored.filter(pl.col("model_version") != champion.version).height
+                log.info("period scored", rows=rows, champion=champion.version, canary_rows=canary_rows, **comparison)
+                context.add_asset_metadata(
+                    {
+                        **table_metadata(con, dataset.table(PREDICTIONS_TABLE), period),
+                        **version,
+                        "model_version": champion.version,
+                        "challenger_version": challenger.version if challenger else "none",
+                        "canary_version": canary.version if canary else "none",
+                        "canary_share": canary.share if canary else 0.0,
+                        "canary_rows": canary_rows,
+                        "mean_probability": float(scored[SERVED_SCORE].mean()),
+                        **{f"shadow/{name}": value for name, value in comparison.items()},
+                        "dvc/inputs": dg.MetadataValue.json(
+                            {
+                                **recorded_md5s(context.instance, features_key, [period]),
+                                CHAMPION: champion.version,
+                                **({"canary": canary.version} if canary else {}),
+                            }
+                        ),
+                    },
+                    partition_key=period,
+                )
+        # Dagster keeps one data version per step: a period's own md5 when the run scores one, else each period's
+        # md5 is in its dvc/md5 metadata and the range takes the version Dagster derives from its inputs.
+        return dg.MaterializeResult(data_version=data_versions[0] if len(data_versions) == 1 else None)
 
     return predictions
 
