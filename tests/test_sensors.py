@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 from dataclasses import replace
 from functools import cache
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -17,10 +18,11 @@ import dagster as dg
 import pytest
 import yaml
 from conftest import seed_periods
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 
 from mlplatform.data.landing import file_sha256, period_file, reference_file
 from mlplatform.datasets import Dataset, all_datasets
-from mlplatform.datasets.dataset import FEATURES_TABLE, raw_table
+from mlplatform.datasets.dataset import FEATURES_TABLE, PREDICTIONS_TABLE, raw_table
 from mlplatform.datasets.declaration import MonitoringSection
 from mlplatform.orchestration.assets.common import asset_key
 from mlplatform.orchestration.assets.ingestion import AFTER_TAG, SOURCE_HASH
@@ -260,6 +262,9 @@ def test_landing_sensor_waits_for_the_reference_files(flights, tmp_path):
     assert not result.run_requests and "no reference files" in result.skip_reason.skip_message
 
 
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
 def _first_training_tick(instance, dataset: Dataset, landing: Path, cursor: str | None = None):
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"landing": LandingZone(path=str(landing))}
@@ -314,7 +319,7 @@ def test_a_dataset_without_a_champion_trains_its_first_model_once_its_landing_fi
         assert training.job_name == "flights_training" and training.run_key == "first_training:2013-03"
         config = training.run_config["ops"]["flights__training_set"]["config"]
         assert config == {"target_period": "2013-03", "window_periods": 2}
-        assert training.tags[TRIGGER_TAG] == "first_training"
+        assert training.tags[TRIGGER_TAG] == "first_training" and training.tags["dagster/priority"] == "1"
 
         # A period landed and not yet asked for: its features may make a newer target.
         later = land_a_year_later(landing, "2013-03")
@@ -322,11 +327,52 @@ def test_a_dataset_without_a_champion_trains_its_first_model_once_its_landing_fi
         assert requests == [] and f"waiting for landing files to load: {later}" in result.skip_reason.skip_message
         period_file(landing, flights, "flights", later).unlink()
 
-        # Once a champion exists, nothing more: the drift sensor and people retrain from then on.
+        # Once a champion exists, its waiting periods are scored and monitored: one run per range of consecutive ones.
         champion = {"champion_version": "v1", "target_period": "2013-03"}
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key(flights, CHAMPION), metadata=champion))
+        _loaded(instance, flights, landing, [], featured=["2013-05"])
+        scoring, result = _first_training_tick(instance, flights, landing, result.cursor)
+        assert [(r.job_name, r.run_key, r.partition_key) for r in scoring] == [
+            ("flights_scoring", "catch_up:v1:2013-01..2013-03", None),
+            ("flights_scoring", "catch_up:v1:2013-05..2013-05", None),
+        ]
+        assert [(r.tags[RANGE_START], r.tags[RANGE_END], r.tags[TRIGGER_TAG]) for r in scoring] == [
+            ("2013-01", "2013-03", "catch_up"),
+            ("2013-05", "2013-05", "catch_up"),
+        ]
+        assert all(r.tags["dagster/priority"] == "1" for r in scoring)  # ahead of other datasets' landing runs
+
+        # Not when declarative automation has asked for them already (a backfill), nor once a period is scored:
+        # the drift sensor and people retrain, and automation follows new periods, from then on.
+        backfill = _predictions_backfill(instance, flights, ["2013-01", "2013-02", "2013-03", "2013-05"])
         requests, result = _first_training_tick(instance, flights, landing, result.cursor)
-        assert requests == [] and "flights_delay has a champion" in result.skip_reason.skip_message
+        assert requests == [] and "asked for the first champion's periods" in result.skip_reason.skip_message
+        instance.update_backfill(backfill.with_status(BulkActionStatus.COMPLETED_SUCCESS))
+        event = dg.AssetMaterialization(asset_key(flights, PREDICTIONS_TABLE), partition="2013-01")
+        instance.report_runless_asset_event(event)
+        requests, result = _first_training_tick(instance, flights, landing, result.cursor)
+        assert requests == [] and "flights_delay has a champion and scored periods" in result.skip_reason.skip_message
+
+
+def _predictions_backfill(instance, dataset: Dataset, periods: list[str]) -> PartitionBackfill:
+    """A backfill of the dataset's predictions, as declarative automation requests one, recorded as requested."""
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id="automation",
+        asset_graph=dg.Definitions(
+            assets=list(_definitions(dataset.name).assets), resources=resources_for("local")
+        ).resolve_asset_graph(),
+        partition_names=periods,
+        asset_selection=[asset_key(dataset, PREDICTIONS_TABLE)],
+        backfill_timestamp=time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=None,
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill
 
 
 def test_every_dataset_trains_its_own_first_model(dataset, tmp_path):

@@ -516,7 +516,8 @@ def _new_dataset(args: argparse.Namespace) -> int:
 
 def _materialize(args: argparse.Namespace) -> int:
     """Per dataset: the reference job, then each period in order, then (when its periods exist) training and
-    promotion, then scoring of each period by the champion. Stops at the first failure."""
+    promotion, then scoring and monitoring of the periods by the champion, one run per range of consecutive
+    periods. Stops at the first failure."""
     prepare_dagster_home()
     from dagster import DagsterInstance
 
@@ -547,7 +548,6 @@ def _materialize(args: argparse.Namespace) -> int:
                 continue
             if _run(defs, instance, names.training):
                 return 1
-            # The periods are scored in one run per range of consecutive ones: one model load, one run's start-up.
             if any(_run(defs, instance, names.scoring, *span) for span in dataset.periods.ranges(periods)):
                 return 1
     return 0
@@ -563,13 +563,14 @@ def _run(defs, instance, job_name: str, partition: str | None = None, last: str 
     for dead in reclaim_dead_runs(instance):
         where = f" [{dead.tags['dagster/partition']}]" if "dagster/partition" in dead.tags else ""
         print(f"{dead.job_name}{where}: run {dead.run_id} lost its process; marked failed, its pool slots freed")
-    span = {"dagster/asset_partition_range_start": partition, "dagster/asset_partition_range_end": last}
+    from mlplatform.orchestration.jobs import period_range_tags
+
     ranged = last is not None and last != partition
     result = defs.resolve_job_def(job_name).execute_in_process(
         instance=instance,
         partition_key=None if ranged else partition,
         raise_on_error=False,
-        tags={**in_process_run_tags(), **(span if ranged else {})},
+        tags={**in_process_run_tags(), **(period_range_tags(partition, last) if ranged else {})},
     )
     label = f"{job_name}{f' [{partition}..{last}]' if ranged else f' [{partition}]' if partition else ''}"
     if result.success:

@@ -17,6 +17,7 @@ from mlplatform.datasets.dataset import (
 )
 from mlplatform.orchestration.assets.common import asset_key
 from mlplatform.orchestration.assets.evaluation import EVALUATION
+from mlplatform.orchestration.assets.monitoring import FEATURE_DRIFT, PERFORMANCE, PREDICTION_DRIFT
 from mlplatform.orchestration.assets.rollout import ROLLOUT
 from mlplatform.orchestration.assets.serving import CHAMPION
 from mlplatform.orchestration.assets.training import MODEL
@@ -31,6 +32,7 @@ LANDING_TAG = "mlplatform/landing"
 # the production run queue can limit runs per dataset and per kind of job (deploy/dagster.production.yaml).
 DATASET_TAG = "mlplatform/dataset"
 JOB_TAG = "mlplatform/job"
+MONITORING = (FEATURE_DRIFT, PREDICTION_DRIFT, PERFORMANCE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ def job_names(dataset: Dataset) -> JobNames:
         training=f"{dataset.name}_training",
         scoring=f"{dataset.name}_scoring",
     )
+
+
+def period_range_tags(first: str, last: str) -> dict[str, str]:
+    """The tags of one run over the periods ``first``..``last`` (assets whose backfill policy is a single run)."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
 
 
 def dataset_jobs(dataset: Dataset) -> list[dg.UnresolvedAssetJobDefinition]:
@@ -74,9 +81,10 @@ def dataset_jobs(dataset: Dataset) -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             names.scoring,
             tags=tags("scoring"),
-            selection=dg.AssetSelection.assets(key(PREDICTIONS_TABLE), key(ROLLOUT)),
-            description=f"Score one {dataset.name} period with the champion (a canary serving its share during a "
-            "rollout, a challenger in the shadow), then decide the rollout's next step on it.",
+            selection=dg.AssetSelection.assets(*(key(name) for name in (PREDICTIONS_TABLE, ROLLOUT, *MONITORING))),
+            description=f"Score {dataset.name} periods with the champion (a canary serving its share during a "
+            "rollout, a challenger in the shadow), decide the rollout's next step on each, and monitor them (feature "
+            "and prediction drift, performance): one period, or a range of them in one run.",
         ),
     ]
     if names.reference:
