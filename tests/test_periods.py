@@ -101,6 +101,14 @@ def test_between_is_inclusive_and_crosses_years():
         MONTHLY.between("2013-05", "2013-01")
 
 
+def test_ranges_are_the_fewest_runs_of_consecutive_periods_in_order():
+    months = ["2013-03", "2012-12", "2013-01", "2013-05", "2013-01", "2013-06"]
+    assert MONTHLY.ranges(months) == [("2012-12", "2013-01"), ("2013-03", "2013-03"), ("2013-05", "2013-06")]
+    assert DAILY.ranges(["2012-02-29", "2012-02-28", "2012-03-01"]) == [("2012-02-28", "2012-03-01")]
+    assert YEARLY.ranges(["2018", "2015", "2016"]) == [("2015", "2016"), ("2018", "2018")]
+    assert MONTHLY.ranges([]) == []
+
+
 def test_before_lists_the_periods_right_before_oldest_first():
     assert MONTHLY.before("2013-03", 3) == ["2012-12", "2013-01", "2013-02"]
     assert MONTHLY.before("2013-03", 12)[0] == "2012-03"

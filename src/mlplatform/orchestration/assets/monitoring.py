@@ -16,6 +16,7 @@ from mlplatform.ml import registry
 from mlplatform.ml.artifact import MANIFEST_FILE, artifact_folder
 from mlplatform.ml.scoring import CHAMPION_SCORE
 from mlplatform.monitoring import champion as monitoring
+from mlplatform.monitoring.drift import DriftReport
 from mlplatform.orchestration.assets.common import (
     DUCKDB_POOL,
     ONE_RUN_PER_RANGE,
@@ -85,6 +86,7 @@ def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
             profiles = monitoring.load_reference_profiles(folder)
             target = registry.get_version(con, dataset.model.name, champion.version).target_period
             importance = _feature_importance(folder)
+            identity = {"champion_version": champion.version, "champion_target_period": target}
             for period in run_periods(context):
                 rows = f"SELECT * FROM {dataset.table(FEATURES_TABLE)} WHERE {PERIOD_COLUMN} = {sql_string(period)}"
                 report = monitoring.feature_drift(con, profiles, rows, config.drift_share)
@@ -92,7 +94,6 @@ def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
                 # What the risk policy decides on; absent for a champion trained before importance was measured.
                 at_risk = {"auc_at_risk": float(sum(risk.values()))} if importance else {}
                 log.info("feature drift", dataset_drift=report.dataset_drift, drifted=report.drifted_columns, **at_risk)
-                identity = {"champion_version": champion.version, "champion_target_period": target}
                 context.add_asset_metadata(
                     {**_drift_metadata(report, importance, risk), **identity, **at_risk}, partition_key=period
                 )
@@ -102,13 +103,13 @@ def feature_drift_asset(dataset: Dataset) -> dg.AssetsDefinition:
                     f"{report.drifted_share:.0%} of features drifted (dataset drift from {config.drift_share:.0%})",
                 )
         yield dg.MaterializeResult()
-        features = drifted[period] if len(drifted) == 1 else drifted
+        features = next(iter(drifted.values())) if len(drifted) == 1 else drifted
         yield periods_check(NO_DATASET_DRIFT, outcomes, {"drifted_features": dg.MetadataValue.json(features)})
 
     return feature_drift
 
 
-def _drift_metadata(report, importance: dict[str, float], risk: dict[str, float]) -> dict[str, object]:
+def _drift_metadata(report: DriftReport, importance: dict[str, float], risk: dict[str, float]) -> dict[str, object]:
     """A period's feature drift as metadata: the verdict, each feature's test, PSI and share of the AUC at risk as
     a table, and the drift scores as a chart."""
     table = pl.DataFrame(report.to_rows()).select(
