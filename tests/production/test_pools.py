@@ -15,11 +15,11 @@ import psycopg2
 import pytest
 import sqlalchemy.exc
 
+from mlplatform.cli import main
 from mlplatform.orchestration.assets.common import DUCKDB_POOL, DVC_POOL
 from production.servers import Postgres
 from production.topology import install_instance
 
-MLPLATFORM = str(Path(sys.executable).with_name("mlplatform"))
 DEFAULT_LIMIT = 4  # deploy/dagster.production.yaml, concurrency.pools.default_limit
 
 
@@ -78,15 +78,19 @@ def test_two_first_claims_of_one_new_pool_at_once_fail_one_of_them(instance, ins
     assert "InFailedSqlTransaction" in str(raised[0])
 
 
-def test_pools_creates_each_pool_at_the_default_and_keeps_a_limit_set_by_hand(instance, instance_env):
+def test_pools_creates_each_pool_at_the_default_and_keeps_a_limit_set_by_hand(instance, instance_env, capsys):
     storage = instance.event_log_storage
     assert not storage.get_concurrency_keys() & {DUCKDB_POOL, DVC_POOL}
-    done = subprocess.run([MLPLATFORM, "pools"], capture_output=True, text=True, timeout=120, check=True)
-    assert done.stdout.splitlines() == [f"{DUCKDB_POOL}: {DEFAULT_LIMIT} slots", f"{DVC_POOL}: {DEFAULT_LIMIT} slots"]
+    # The command a deployment runs (deploy/compose.yaml's instance-migrate runs it as a program: see topology.py).
+    assert main(["pools"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{DUCKDB_POOL}: {DEFAULT_LIMIT} slots",
+        f"{DVC_POOL}: {DEFAULT_LIMIT} slots",
+    ]
     info = storage.get_concurrency_info(DVC_POOL)
     assert info.using_default_limit and info.slot_count == DEFAULT_LIMIT
     # A step's claim now finds its pool at the default and creates nothing: no first claim left to race.
     storage.set_concurrency_slots(DVC_POOL, 2)
-    again = subprocess.run([MLPLATFORM, "pools"], capture_output=True, text=True, timeout=120, check=True)
-    assert f"{DVC_POOL}: 2 slots" in again.stdout.splitlines()
+    assert main(["pools"]) == 0
+    assert f"{DVC_POOL}: 2 slots" in capsys.readouterr().out.splitlines()
     assert storage.get_concurrency_info(DVC_POOL).slot_count == 2
