@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from dagster._core.storage.defs_state.base import _current_storage
 
 from mlplatform.data.landing import seed
 from mlplatform.datasets import Dataset, all_datasets, get_dataset
@@ -20,6 +21,17 @@ DATASETS = all_datasets()
 def seed_periods(dataset: Dataset) -> list[str]:
     """The periods a dataset's seed writes by default (all of flights' 2013, employment's 2015-2018)."""
     return dataset.seed_periods
+
+
+@pytest.fixture(autouse=True)
+def no_current_defs_state_storage() -> Iterator[None]:
+    """Each test starts with no current defs state storage. Dagster points it at the last instance entered and puts
+    back the one before when that instance exits; an earlier test's instance left that way is closed by now, and
+    building the definitions outside an instance then fails with "Attempted to resolve undefined DagsterInstance
+    weakref" (test_recovery's and test_validation's left it so: seen when a worker ran test_executors after them)."""
+    token = _current_storage.set(None)
+    yield
+    _current_storage.reset(token)
 
 
 @pytest.fixture(scope="session")
