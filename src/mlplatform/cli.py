@@ -559,12 +559,11 @@ def _run(defs, instance, job_name: str, partition: str | None = None, last: str 
 
     Runs a killed process left behind are reclaimed first: otherwise they would hold their pool slots forever."""
     from mlplatform.orchestration.dead_runs import in_process_run_tags, reclaim_dead_runs
+    from mlplatform.orchestration.jobs import period_range_tags
 
     for dead in reclaim_dead_runs(instance):
         where = f" [{dead.tags['dagster/partition']}]" if "dagster/partition" in dead.tags else ""
         print(f"{dead.job_name}{where}: run {dead.run_id} lost its process; marked failed, its pool slots freed")
-    from mlplatform.orchestration.jobs import period_range_tags
-
     ranged = last is not None and last != partition
     result = defs.resolve_job_def(job_name).execute_in_process(
         instance=instance,
@@ -572,7 +571,8 @@ def _run(defs, instance, job_name: str, partition: str | None = None, last: str 
         raise_on_error=False,
         tags={**in_process_run_tags(), **(period_range_tags(partition, last) if ranged else {})},
     )
-    label = f"{job_name}{f' [{partition}..{last}]' if ranged else f' [{partition}]' if partition else ''}"
+    span = f"{partition}..{last}" if ranged else partition
+    label = f"{job_name} [{span}]" if span else job_name
     if result.success:
         print(f"{label}: run {result.run_id} succeeded")
         return False
